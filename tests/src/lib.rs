@@ -1,0 +1,4 @@
+//! Shared test support: network namespaces that clean up after themselves,
+//! and packet fixtures run through BPF_PROG_TEST_RUN.
+pub mod fixture;
+pub mod netns;
