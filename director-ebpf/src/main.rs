@@ -1,30 +1,22 @@
-//! The director XDP program: entry points only. Packet parsing lives in
-//! `net`, maps in `maps`, counters in `stats`.
+//! The director XDP program: entry point only. `net` parses, `lb` decides,
+//! `fwd` sends, `maps` declares every map, `stats` counts.
 #![no_std]
 #![no_main]
 
+mod fwd;
+mod lb;
 mod maps;
 mod net;
 mod stats;
 
-use aya_ebpf::{bindings::xdp_action, macros::xdp, programs::XdpContext};
-use director_common::stats::Reason;
-
-use crate::net::{ETH_P_IP, ETH_P_IPV6, Packet};
+use aya_ebpf::{macros::xdp, programs::XdpContext};
 
 #[xdp]
 pub fn director_xdp(ctx: XdpContext) -> u32 {
-    let pkt = Packet::new(&ctx);
-    let reason = match pkt.eth() {
-        None => Reason::PassTruncatedEth,
-        Some(eth) => match eth.ether_type {
-            ETH_P_IP => Reason::PassIpv4,
-            ETH_P_IPV6 => Reason::PassIpv6,
-            _ => Reason::PassNotIp,
-        },
-    };
-    stats::count(reason, pkt.len());
-    xdp_action::XDP_PASS
+    let len = ctx.data_end() - ctx.data();
+    let verdict = lb::process(&ctx);
+    stats::count(verdict.reason, len);
+    verdict.action
 }
 
 #[cfg(not(test))]

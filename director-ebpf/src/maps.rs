@@ -1,9 +1,69 @@
 //! Every map the program uses, declared in one place. Userspace finds them
-//! by these names (see director/src/dataplane/xdp).
+//! by the names in `director_common::lb::maps`.
 
-use aya_ebpf::{macros::map, maps::PerCpuArray};
-use director_common::stats::{Counter, Reason};
+use aya_ebpf::{
+    macros::map,
+    maps::{Array, HashMap, LruHashMap, PerCpuArray},
+};
+use director_common::{
+    lb::{
+        Conn, DEFAULT_MAX_CONNS, DEFAULT_RING_SIZE, FlowKey, MAX_REALS, MAX_SERVICE_KEYS,
+        MAX_SERVICES, NatReply, Persist, PersistKey, Real, Service, ServiceKey, Settings,
+        TrafficCounter,
+    },
+    stats::{Counter, Reason},
+};
 
 /// Packets and bytes per verdict reason, per CPU.
 #[map]
 pub static STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(Reason::COUNT, 0);
+
+#[map]
+pub static SERVICES: HashMap<ServiceKey, Service> = HashMap::with_max_entries(MAX_SERVICE_KEYS, 0);
+
+/// Every VIP address (port and protocol 0): decides whether an irregular
+/// packet (fragment, options, ICMP) is ours.
+#[map]
+pub static VIPS: HashMap<ServiceKey, u32> = HashMap::with_max_entries(MAX_SERVICE_KEYS, 0);
+
+/// MAX_SERVICES Maglev rings of RING_SIZE slots, each slot a REALS index.
+#[map]
+pub static RINGS: Array<u32> = Array::with_max_entries(MAX_SERVICES * DEFAULT_RING_SIZE, 0);
+
+#[map]
+pub static REALS: Array<Real> = Array::with_max_entries(MAX_REALS, 0);
+
+/// Flow → real server. One global LRU rather than per-CPU: a NAT reply
+/// arrives on another interface, often on another CPU, and a flow must keep
+/// its server when RSS moves it; see the README's measurements.
+#[map]
+pub static CONNS: LruHashMap<FlowKey, Conn> = LruHashMap::with_max_entries(DEFAULT_MAX_CONNS, 0);
+
+/// Reply flow (real → client) → what to translate it back to.
+#[map]
+pub static NAT_REPLIES: LruHashMap<FlowKey, NatReply> =
+    LruHashMap::with_max_entries(DEFAULT_MAX_CONNS, 0);
+
+/// (service, masked client) → real, for persistence_timeout.
+#[map]
+pub static PERSIST: LruHashMap<PersistKey, Persist> = LruHashMap::with_max_entries(1 << 16, 0);
+
+#[map]
+pub static SERVICE_STATS: PerCpuArray<TrafficCounter> = PerCpuArray::with_max_entries(MAX_SERVICES, 0);
+
+#[map]
+pub static REAL_STATS: PerCpuArray<TrafficCounter> = PerCpuArray::with_max_entries(MAX_REALS, 0);
+
+#[map]
+pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
+
+/// Slots per ring; userspace patches it at load time.
+#[unsafe(no_mangle)]
+static RING_SIZE: u32 = DEFAULT_RING_SIZE;
+
+#[inline(always)]
+pub fn ring_size() -> u32 {
+    // SAFETY: a plain read of a global the loader may have patched; volatile
+    // so the compiler does not fold the default in.
+    unsafe { core::ptr::read_volatile(&RING_SIZE) }
+}

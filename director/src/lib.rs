@@ -1,5 +1,11 @@
 //! director: a keepalived-compatible load-balancer director.
 //!
 //! - `config`: keepalived.conf parsing into a typed model with diagnostics.
-//! - `dataplane`: where services are programmed (XDP maps, IPVS later).
+//! - `state`: the desired state every input feeds.
+//! - `dataplane`: where services are programmed (XDP maps; IPVS later).
+//! - `daemon`, `ctl`: the two binaries' logic.
+pub mod config;
+pub mod ctl;
+pub mod daemon;
 pub mod dataplane;
+pub mod state;

@@ -1,34 +1,102 @@
 //! Per-CPU packet counters, one slot per verdict reason.
 
-/// Why the XDP program passed or dropped a packet. Each reason is one slot
-/// of the per-CPU `STATS` array; `name()` is the label users see in
-/// `directorctl` and in metrics.
+/// Why the XDP program passed, dropped or forwarded a packet. Each reason is
+/// one slot of the per-CPU `STATS` array; `name()` is the label users see in
+/// `directorctl` and metrics, and the README lists them all.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reason {
     /// Not IPv4 or IPv6 (ARP, LLDP, ...): always the kernel's business.
     PassNotIp = 0,
-    PassIpv4 = 1,
-    PassIpv6 = 2,
-    /// Shorter than an Ethernet header; the stack decides what to do with it.
-    PassTruncatedEth = 3,
+    /// IP, but not addressed to a configured service.
+    PassNotService,
+    /// Too short to tell whether it is ours; the kernel decides.
+    PassTruncated,
+    /// An IP header we cannot trust (bad version or length); the kernel decides.
+    PassMalformed,
+    /// ICMP to a VIP that is not an error about a flow (echo, ...): the
+    /// director itself answers.
+    PassIcmpToVip,
+    /// An ICMP error about a flow we have no entry for.
+    PassIcmpNoFlow,
+    /// A fragment to a VIP: without ports it cannot be scheduled.
+    DropFragment,
+    /// IPv4 options on a packet to a VIP (source routing and friends).
+    DropIpv4Options,
+    /// IPv6 extension headers on a packet to a VIP.
+    DropIpv6ExtHeader,
+    /// A packet to a VIP whose TCP/UDP header is cut short.
+    DropTruncatedL4,
+    /// The service has no usable real server and no sorry server.
+    DropNoReal,
+    /// The ring pointed at a real server that is not programmed.
+    DropBadReal,
+    /// Growing the packet for encapsulation failed.
+    DropEncapFailed,
+    /// Forwarded by direct routing.
+    FwdDr,
+    /// Forwarded in an IPIP / IPv6-in-IPv6 tunnel.
+    FwdTun,
+    /// Forwarded with destination NAT.
+    FwdNat,
+    /// A NAT reply, source-translated back to the VIP.
+    FwdNatReply,
+    /// An ICMP frag-needed / packet-too-big steered to its flow's real server.
+    FwdIcmpError,
 }
 
 impl Reason {
-    pub const COUNT: u32 = 4;
+    pub const COUNT: u32 = 18;
     pub const ALL: [Reason; Self::COUNT as usize] = [
         Reason::PassNotIp,
-        Reason::PassIpv4,
-        Reason::PassIpv6,
-        Reason::PassTruncatedEth,
+        Reason::PassNotService,
+        Reason::PassTruncated,
+        Reason::PassMalformed,
+        Reason::PassIcmpToVip,
+        Reason::PassIcmpNoFlow,
+        Reason::DropFragment,
+        Reason::DropIpv4Options,
+        Reason::DropIpv6ExtHeader,
+        Reason::DropTruncatedL4,
+        Reason::DropNoReal,
+        Reason::DropBadReal,
+        Reason::DropEncapFailed,
+        Reason::FwdDr,
+        Reason::FwdTun,
+        Reason::FwdNat,
+        Reason::FwdNatReply,
+        Reason::FwdIcmpError,
     ];
 
     pub const fn name(self) -> &'static str {
         match self {
             Reason::PassNotIp => "pass_not_ip",
-            Reason::PassIpv4 => "pass_ipv4",
-            Reason::PassIpv6 => "pass_ipv6",
-            Reason::PassTruncatedEth => "pass_truncated_eth",
+            Reason::PassNotService => "pass_not_service",
+            Reason::PassTruncated => "pass_truncated",
+            Reason::PassMalformed => "pass_malformed",
+            Reason::PassIcmpToVip => "pass_icmp_to_vip",
+            Reason::PassIcmpNoFlow => "pass_icmp_no_flow",
+            Reason::DropFragment => "drop_fragment",
+            Reason::DropIpv4Options => "drop_ipv4_options",
+            Reason::DropIpv6ExtHeader => "drop_ipv6_ext_header",
+            Reason::DropTruncatedL4 => "drop_truncated_l4",
+            Reason::DropNoReal => "drop_no_real",
+            Reason::DropBadReal => "drop_bad_real",
+            Reason::DropEncapFailed => "drop_encap_failed",
+            Reason::FwdDr => "fwd_dr",
+            Reason::FwdTun => "fwd_tun",
+            Reason::FwdNat => "fwd_nat",
+            Reason::FwdNatReply => "fwd_nat_reply",
+            Reason::FwdIcmpError => "fwd_icmp_error",
+        }
+    }
+
+    /// "pass", "drop" or "fwd": the metric's `action` label.
+    pub fn action(self) -> &'static str {
+        let name = self.name();
+        match name.find('_') {
+            Some(i) => &name[..i],
+            None => name,
         }
     }
 }
@@ -42,7 +110,20 @@ pub struct Counter {
 }
 
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
+const _: () = assert!(Reason::ALL.len() == Reason::COUNT as usize);
 
 #[cfg(feature = "user")]
 // SAFETY: plain old data, no padding, every bit pattern is valid.
 unsafe impl aya::Pod for Counter {}
+
+#[cfg(test)]
+mod tests {
+    use super::Reason;
+
+    #[test]
+    fn all_lists_every_reason_in_discriminant_order() {
+        for (i, r) in Reason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i, "{}", r.name());
+        }
+    }
+}

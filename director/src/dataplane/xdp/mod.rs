@@ -1,14 +1,26 @@
 //! The XDP data plane: loading the embedded program, attaching it to
-//! interfaces, and reading its maps.
+//! interfaces, programming its maps (`apply`), reading its counters.
+
+mod apply;
 
 use std::fmt;
 
 use aya::{
-    Ebpf,
-    maps::PerCpuArray,
+    Ebpf, EbpfLoader,
+    maps::{Array, HashMap, MapData, MapError, PerCpuArray},
     programs::{ProgramError, Xdp, XdpMode},
 };
-use director_common::stats::{Counter, Reason};
+use director_common::{
+    lb::{
+        Conn, DEFAULT_MAX_CONNS, DEFAULT_RING_SIZE, FlowKey, MAX_SERVICES, NatReply, Persist,
+        PersistKey, Real, Service, ServiceKey, Settings, TrafficCounter, globals, maps,
+    },
+    stats::{Counter, Reason},
+};
+
+use self::apply::Applied;
+use super::{ApplyReport, Dataplane, maglev};
+use crate::state::DesiredState;
 
 /// The XDP object built by director's build.rs from `director-ebpf`.
 pub static PROGRAM_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/director"));
@@ -22,13 +34,17 @@ pub enum XdpError {
     #[error("the XDP program: {0}")]
     Program(#[from] ProgramError),
     #[error("map {name}: {source}")]
-    Map { name: &'static str, source: aya::maps::MapError },
+    Map { name: &'static str, source: MapError },
     #[error("{0} is missing from the XDP object")]
     Missing(&'static str),
-    #[error(
-        "cannot attach XDP to {iface}: native mode failed ({native}), SKB mode failed ({skb})"
-    )]
+    #[error("cannot attach XDP to {iface}: native mode failed ({native}), SKB mode failed ({skb})")]
     Attach { iface: String, native: ProgramError, skb: ProgramError },
+    #[error("ring size {0} is not a prime of at least 3")]
+    RingSize(u32),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("Maglev: {0}")]
+    Maglev(#[from] maglev::MaglevError),
 }
 
 /// How the program ended up attached to an interface.
@@ -50,17 +66,76 @@ impl fmt::Display for AttachMode {
     }
 }
 
+/// Sizes fixed when the program is loaded.
+#[derive(Clone, Copy, Debug)]
+pub struct LoadOptions {
+    /// Slots per Maglev ring; must be prime.
+    pub ring_size: u32,
+    /// Connection-table entries (and NAT reply entries).
+    pub max_conns: u32,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions { ring_size: DEFAULT_RING_SIZE, max_conns: DEFAULT_MAX_CONNS }
+    }
+}
+
+/// The program's maps, typed.
+pub struct Maps {
+    pub services: HashMap<MapData, ServiceKey, Service>,
+    pub vips: HashMap<MapData, ServiceKey, u32>,
+    pub rings: Array<MapData, u32>,
+    pub reals: Array<MapData, Real>,
+    pub conns: HashMap<MapData, FlowKey, Conn>,
+    pub nat_replies: HashMap<MapData, FlowKey, NatReply>,
+    pub persist: HashMap<MapData, PersistKey, Persist>,
+    pub stats: PerCpuArray<MapData, Counter>,
+    pub service_stats: PerCpuArray<MapData, TrafficCounter>,
+    pub real_stats: PerCpuArray<MapData, TrafficCounter>,
+    pub settings: Array<MapData, Settings>,
+}
+
 /// The loaded program and its maps. Dropping it detaches every link.
 pub struct XdpProgram {
     ebpf: Ebpf,
+    pub maps: Maps,
+    ring_size: u32,
+    applied: Applied,
 }
 
 impl XdpProgram {
-    /// Loads the embedded program into the kernel (verifier included).
+    /// Loads the embedded program with default sizes.
     pub fn load() -> Result<Self, XdpError> {
-        let mut ebpf = Ebpf::load(PROGRAM_OBJECT)?;
+        Self::load_with(LoadOptions::default())
+    }
+
+    /// Loads the embedded program into the kernel (verifier included).
+    pub fn load_with(opts: LoadOptions) -> Result<Self, XdpError> {
+        if opts.ring_size < 3 || !maglev::is_prime(opts.ring_size) {
+            return Err(XdpError::RingSize(opts.ring_size));
+        }
+        let mut ebpf = EbpfLoader::new()
+            .override_global(globals::RING_SIZE, &opts.ring_size, true)
+            .map_max_entries(maps::RINGS, MAX_SERVICES * opts.ring_size)
+            .map_max_entries(maps::CONNS, opts.max_conns)
+            .map_max_entries(maps::NAT_REPLIES, opts.max_conns)
+            .load(PROGRAM_OBJECT)?;
         xdp_mut(&mut ebpf)?.load()?;
-        Ok(XdpProgram { ebpf })
+        let maps = Maps {
+            services: take(&mut ebpf, maps::SERVICES)?,
+            vips: take(&mut ebpf, maps::VIPS)?,
+            rings: take(&mut ebpf, maps::RINGS)?,
+            reals: take(&mut ebpf, maps::REALS)?,
+            conns: take(&mut ebpf, maps::CONNS)?,
+            nat_replies: take(&mut ebpf, maps::NAT_REPLIES)?,
+            persist: take(&mut ebpf, maps::PERSIST)?,
+            stats: take(&mut ebpf, maps::STATS)?,
+            service_stats: take(&mut ebpf, maps::SERVICE_STATS)?,
+            real_stats: take(&mut ebpf, maps::REAL_STATS)?,
+            settings: take(&mut ebpf, maps::SETTINGS)?,
+        };
+        Ok(XdpProgram { ebpf, maps, ring_size: opts.ring_size, applied: Applied::new() })
     }
 
     /// Attaches in native (driver) mode, falling back to SKB mode when the
@@ -82,18 +157,26 @@ impl XdpProgram {
         xdp_mut(&mut self.ebpf)
     }
 
+    pub fn ring_size(&self) -> u32 {
+        self.ring_size
+    }
+
+    /// The ring slots and real-server ids of an applied service (for tests
+    /// and `directorctl`); None when the service is not applied.
+    pub fn service_ids(&self, addr: &crate::state::ServiceAddr) -> Option<apply::ServiceIds> {
+        self.applied.ids(addr)
+    }
+
     /// Every verdict counter, summed over CPUs.
     pub fn stats(&self) -> Result<Vec<(Reason, Counter)>, XdpError> {
-        const NAME: &str = "STATS";
-        let map = self.ebpf.map(NAME).ok_or(XdpError::Missing(NAME))?;
-        let array: PerCpuArray<_, Counter> =
-            PerCpuArray::try_from(map).map_err(|source| XdpError::Map { name: NAME, source })?;
         Reason::ALL
             .iter()
             .map(|&reason| {
-                let per_cpu = array
+                let per_cpu = self
+                    .maps
+                    .stats
                     .get(&(reason as u32), 0)
-                    .map_err(|source| XdpError::Map { name: NAME, source })?;
+                    .map_err(|source| XdpError::Map { name: maps::STATS, source })?;
                 let sum = per_cpu.iter().fold(Counter::default(), |acc, c| Counter {
                     packets: acc.packets + c.packets,
                     bytes: acc.bytes + c.bytes,
@@ -102,9 +185,47 @@ impl XdpProgram {
             })
             .collect()
     }
+
+    /// Traffic to one service (by ring id) or real server (by id), summed over CPUs.
+    pub fn traffic(&self, of: TrafficOf) -> Result<TrafficCounter, XdpError> {
+        let (map, name, id) = match of {
+            TrafficOf::Service(id) => (&self.maps.service_stats, maps::SERVICE_STATS, id),
+            TrafficOf::Real(id) => (&self.maps.real_stats, maps::REAL_STATS, id),
+        };
+        let per_cpu = map.get(&id, 0).map_err(|source| XdpError::Map { name, source })?;
+        Ok(per_cpu.iter().fold(TrafficCounter::default(), |a, c| TrafficCounter {
+            packets: a.packets + c.packets,
+            bytes: a.bytes + c.bytes,
+            conns: a.conns + c.conns,
+        }))
+    }
 }
+
+#[derive(Clone, Copy, Debug)]
+pub enum TrafficOf {
+    Service(u32),
+    Real(u32),
+}
+
+impl Dataplane for XdpProgram {
+    type Error = XdpError;
+
+    fn apply(&mut self, desired: &DesiredState) -> Result<ApplyReport, XdpError> {
+        self.applied.apply(&mut self.maps, self.ring_size, desired)
+    }
+}
+
+pub use apply::ServiceIds;
 
 fn xdp_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
     let prog = ebpf.program_mut(PROGRAM_NAME).ok_or(XdpError::Missing(PROGRAM_NAME))?;
     Ok(prog.try_into()?)
+}
+
+fn take<T>(ebpf: &mut Ebpf, name: &'static str) -> Result<T, XdpError>
+where
+    T: TryFrom<aya::maps::Map, Error = MapError>,
+{
+    let map = ebpf.take_map(name).ok_or(XdpError::Missing(name))?;
+    T::try_from(map).map_err(|source| XdpError::Map { name, source })
 }

@@ -1,0 +1,217 @@
+//! Service, real-server and connection-table types: the keys and values of
+//! the load-balancing maps.
+//!
+//! Addresses are four big-endian-as-stored u32 words (the bytes exactly as
+//! on the wire). IPv4 uses word 0 and leaves the rest zero, so one key type
+//! serves both families.
+
+/// Map names, shared so userspace and the program cannot disagree.
+pub mod maps {
+    pub const SERVICES: &str = "SERVICES";
+    pub const VIPS: &str = "VIPS";
+    pub const RINGS: &str = "RINGS";
+    pub const REALS: &str = "REALS";
+    pub const CONNS: &str = "CONNS";
+    pub const NAT_REPLIES: &str = "NAT_REPLIES";
+    pub const PERSIST: &str = "PERSIST";
+    pub const STATS: &str = "STATS";
+    pub const SERVICE_STATS: &str = "SERVICE_STATS";
+    pub const REAL_STATS: &str = "REAL_STATS";
+    pub const SETTINGS: &str = "SETTINGS";
+}
+
+/// Globals patched at load time (aya `EbpfLoader::set_global`).
+pub mod globals {
+    /// Slots per service ring; the RINGS array holds MAX_SERVICES of them.
+    pub const RING_SIZE: &str = "RING_SIZE";
+}
+
+/// Rings (virtual servers); SERVICES may hold more keys, since a
+/// virtual_server_group maps several keys onto one ring.
+pub const MAX_SERVICES: u32 = 64;
+pub const MAX_SERVICE_KEYS: u32 = 1024;
+pub const MAX_REALS: u32 = 4096;
+pub const DEFAULT_MAX_CONNS: u32 = 1 << 20;
+/// Slots per Maglev ring (prime), as Katran.
+pub const DEFAULT_RING_SIZE: u32 = 65537;
+/// A ring slot or sorry server that points nowhere.
+pub const NO_REAL: u32 = u32::MAX;
+
+pub const PROTO_ICMP: u8 = 1;
+pub const PROTO_TCP: u8 = 6;
+pub const PROTO_UDP: u8 = 17;
+pub const PROTO_ICMPV6: u8 = 58;
+
+/// How a real server is reached (keepalived's `lvs_method`).
+pub mod method {
+    /// Direct routing: rewrite the MAC, keep the packet.
+    pub const DR: u8 = 0;
+    /// IP-in-IP (IPv4) or IPv6-in-IPv6 encapsulation.
+    pub const TUN: u8 = 1;
+    /// Destination NAT inbound, source NAT on the way back.
+    pub const NAT: u8 = 2;
+}
+
+/// Which packet fields feed the ring hash (how lvs_sched maps onto Maglev).
+pub mod hash_by {
+    /// Addresses, ports and protocol: per-flow spreading.
+    pub const FLOW: u8 = 0;
+    /// Client address only (sh, persistence-like stickiness).
+    pub const SOURCE: u8 = 1;
+    /// Destination address only (dh, lblc, lblcr).
+    pub const DEST: u8 = 2;
+}
+
+/// `Service::flags`
+pub const SVC_PERSISTENT: u32 = 1;
+
+/// `Real::flags`
+pub const REAL_PRESENT: u32 = 1;
+
+/// (VIP, port, protocol, family). Port 0 is the "all ports" service; in the
+/// VIPS map port and protocol are 0 and the key just says "this is a VIP".
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ServiceKey {
+    pub addr: [u32; 4],
+    /// Network byte order.
+    pub port: u16,
+    pub proto: u8,
+    /// 4 or 6.
+    pub family: u8,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Service {
+    /// Ring number and index into SERVICE_STATS.
+    pub id: u32,
+    pub flags: u32,
+    /// Persistence: client address mask (persistence_granularity).
+    pub persist_mask: [u32; 4],
+    pub persist_timeout_ns: u64,
+    /// Used when the ring has no usable real; NO_REAL to drop.
+    pub sorry_real: u32,
+    pub hash_by: u8,
+    pub _pad: [u8; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Real {
+    pub addr: [u32; 4],
+    /// NAT target port, network byte order; 0 keeps the client's port.
+    pub port: u16,
+    pub method: u8,
+    /// 4 or 6.
+    pub family: u8,
+    /// Next hop towards the real server (its MAC on a shared segment).
+    pub mac: [u8; 6],
+    /// Our MAC on the egress interface.
+    pub src_mac: [u8; 6],
+    pub ifindex: u32,
+    pub flags: u32,
+    /// Outer source address for TUN.
+    pub tun_src: [u32; 4],
+}
+
+/// A flow as the client sent it. Ports are network byte order.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct FlowKey {
+    pub src: [u32; 4],
+    pub dst: [u32; 4],
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+    /// 4 or 6.
+    pub family: u8,
+    pub _pad: [u8; 2],
+}
+
+/// Connection-table value: the real server a flow is pinned to.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Conn {
+    pub real: u32,
+    pub service: u32,
+}
+
+/// Reverse NAT: keyed by the reply's FlowKey (real → client), it says what
+/// the client expects to see and where to send it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NatReply {
+    pub vip: [u32; 4],
+    pub vport: u16,
+    /// The hop the client's packets came from, and our MAC they were sent to.
+    pub client_mac: [u8; 6],
+    pub our_mac: [u8; 6],
+    pub _pad: [u8; 2],
+    pub ifindex: u32,
+    pub _pad2: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct PersistKey {
+    pub service: u32,
+    pub client: [u32; 4],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Persist {
+    pub real: u32,
+    pub _pad: u32,
+    pub last_ns: u64,
+}
+
+/// SETTINGS[0]: switches userspace flips at run time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Non-zero when some service uses NAT, so replies are looked up.
+    pub nat_enabled: u32,
+    pub _pad: u32,
+}
+
+/// Per service or per real, per CPU.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TrafficCounter {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Flows scheduled (connection-table misses that picked this target).
+    pub conns: u64,
+}
+
+const _: () = {
+    use core::mem::size_of;
+    assert!(size_of::<ServiceKey>() == 20);
+    assert!(size_of::<Service>() == 40);
+    assert!(size_of::<Real>() == 56);
+    assert!(size_of::<FlowKey>() == 40);
+    assert!(size_of::<Conn>() == 8);
+    assert!(size_of::<NatReply>() == 40);
+    assert!(size_of::<PersistKey>() == 20);
+    assert!(size_of::<Persist>() == 16);
+    assert!(size_of::<Settings>() == 8);
+    assert!(size_of::<TrafficCounter>() == 24);
+};
+
+#[cfg(feature = "user")]
+mod pod {
+    use super::*;
+    // SAFETY: all are repr(C) with explicit padding fields; every bit pattern is valid.
+    unsafe impl aya::Pod for ServiceKey {}
+    unsafe impl aya::Pod for Service {}
+    unsafe impl aya::Pod for Real {}
+    unsafe impl aya::Pod for FlowKey {}
+    unsafe impl aya::Pod for Conn {}
+    unsafe impl aya::Pod for NatReply {}
+    unsafe impl aya::Pod for PersistKey {}
+    unsafe impl aya::Pod for Persist {}
+    unsafe impl aya::Pod for Settings {}
+    unsafe impl aya::Pod for TrafficCounter {}
+}

@@ -1,0 +1,170 @@
+//! The daemon's wiring: configuration, the XDP program, signals.
+
+use std::{
+    collections::BTreeSet,
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use tracing::{error, info, warn};
+
+use crate::{
+    config::{self, Config, Diagnostic, LoadOptions, Loaded, Severity},
+    dataplane::xdp::XdpProgram,
+};
+
+/// Command-line options. `-f`, `-t`, `-i` and `-l` follow keepalived's
+/// spelling so existing unit files and habits keep working.
+#[derive(Parser, Debug)]
+#[command(name = "director", version, about = "keepalived-compatible load-balancer director with an XDP data plane")]
+pub struct Args {
+    /// Configuration file (keepalived.conf dialect).
+    #[arg(short = 'f', long = "use-file", value_name = "FILE", default_value = "/etc/keepalived/keepalived.conf")]
+    pub file: PathBuf,
+    /// Check the configuration and exit: 0 clean, 1 warnings only, 2 cannot run.
+    #[arg(short = 't', long)]
+    pub config_test: bool,
+    /// Print the typed configuration as JSON and exit (same exit codes as -t).
+    #[arg(long)]
+    pub dump_config: bool,
+    /// Configuration id for `@id` lines (default: the short hostname).
+    #[arg(short = 'i', long, value_name = "ID")]
+    pub config_id: Option<String>,
+    /// Interface to attach XDP to; repeatable. Defaults to the interfaces the
+    /// vrrp_instances name.
+    #[arg(long = "iface", value_name = "IFACE")]
+    pub ifaces: Vec<String>,
+}
+
+pub fn main(args: Args) -> ExitCode {
+    init_logging();
+    if args.config_test || args.dump_config {
+        return ExitCode::from(check(&args));
+    }
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn check(args: &Args) -> u8 {
+    config_check(&args.file, args.config_id.clone(), args.dump_config)
+}
+
+/// `--config-test` / `--dump-config` / `directorctl config check`:
+/// diagnostics on stderr, the model on stdout when asked, the verdict as the
+/// exit code (0 clean, 1 warnings only, 2 cannot run).
+pub fn config_check(file: &Path, config_id: Option<String>, dump: bool) -> u8 {
+    let loaded = config::load_file(file, &LoadOptions { config_id });
+    for d in &loaded.diagnostics {
+        eprintln!("{d}");
+    }
+    if dump {
+        match serde_json::to_string_pretty(&loaded.config) {
+            Ok(json) => println!("{json}"),
+            Err(e) => {
+                eprintln!("cannot serialise the configuration: {e}");
+                return 2;
+            }
+        }
+    } else {
+        eprintln!("{}", verdict(&loaded));
+    }
+    loaded.exit_code() as u8
+}
+
+fn run(args: Args) -> Result<()> {
+    let loaded = config::load_file(&args.file, &LoadOptions { config_id: args.config_id.clone() });
+    log_diagnostics(&loaded.diagnostics);
+    if loaded.has_errors() {
+        bail!("{}: the configuration has errors; not starting", args.file.display());
+    }
+    let config = loaded.config;
+    info!("{}: {}", args.file.display(), summary(&config));
+
+    let ifaces = interfaces(&args, &config)?;
+    let mut xdp = XdpProgram::load().context("loading the XDP program")?;
+    for iface in &ifaces {
+        let mode = xdp.attach(iface)?;
+        info!(iface = %iface, mode = %mode, "attached XDP program to {iface} ({mode} mode)");
+    }
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(wait_for_shutdown())?;
+    info!("shutting down; detaching XDP from {}", ifaces.join(", "));
+    drop(xdp);
+    Ok(())
+}
+
+
+fn verdict(loaded: &Loaded) -> String {
+    let count = |s: Severity| loaded.diagnostics.iter().filter(|d| d.severity == s).count();
+    match (count(Severity::Error), count(Severity::Warning)) {
+        (0, 0) => "configuration OK".to_string(),
+        (0, w) => format!("configuration usable, with {w} warning(s)"),
+        (e, w) => format!("configuration has {e} error(s) and {w} warning(s); it cannot run"),
+    }
+}
+
+fn log_diagnostics(diags: &[Diagnostic]) {
+    for d in diags {
+        match d.severity {
+            Severity::Error => error!("{d}"),
+            Severity::Warning => warn!("{d}"),
+        }
+    }
+}
+
+/// One line an operator can check at a glance.
+fn summary(config: &Config) -> String {
+    let rs: usize = config.virtual_servers.iter().map(|vs| vs.real_servers.len()).sum();
+    let vips: usize = config.instances.iter().map(|i| i.virtual_ipaddress.len()).sum();
+    format!(
+        "{} virtual server(s) with {rs} real server(s), {} vrrp_instance(s) with {vips} VIP(s)",
+        config.virtual_servers.len(),
+        config.instances.len()
+    )
+}
+
+fn interfaces(args: &Args, config: &Config) -> Result<Vec<String>> {
+    if !args.ifaces.is_empty() {
+        return Ok(args.ifaces.clone());
+    }
+    let from_config: BTreeSet<String> =
+        config.instances.iter().filter_map(|i| i.interface.clone()).collect();
+    if from_config.is_empty() {
+        bail!("no interface to attach to: pass --iface IFACE or name one in a vrrp_instance");
+    }
+    Ok(from_config.into_iter().collect())
+}
+
+async fn wait_for_shutdown() -> Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+/// Logs to stderr; under systemd (JOURNAL_STREAM set) without timestamps,
+/// since journald adds its own.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        builder.without_time().init();
+    } else {
+        builder.init();
+    }
+}

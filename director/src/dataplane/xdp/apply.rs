@@ -1,0 +1,417 @@
+//! Applying a DesiredState to the maps as a diff.
+//!
+//! Order is what keeps packets safe: a real server's entry is written
+//! before any ring slot points at it, a ring is complete before its SERVICES
+//! key exists, and on removal the key goes first. Freed real-server ids are
+//! reused last-in-line, so a connection-table entry that still names an old
+//! id finds it absent (and is rescheduled) rather than finding a stranger.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashSet, VecDeque},
+    net::IpAddr,
+};
+
+use director_common::lb::{
+    MAX_REALS, MAX_SERVICES, NO_REAL, PROTO_TCP, PROTO_UDP, REAL_PRESENT, Real, SVC_PERSISTENT,
+    Service, ServiceKey, Settings, maps, method,
+};
+
+use super::{Maps, XdpError};
+use crate::{
+    dataplane::{
+        ApplyReport, maglev,
+        sched::{self, Weights},
+    },
+    state::{DesiredState, Method, Proto, RealSpec, ServiceAddr, ServiceSpec},
+};
+
+/// The ids an applied service uses in the maps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceIds {
+    pub ring: u32,
+    /// (address, port) → REALS index.
+    pub reals: BTreeMap<(IpAddr, u16), u32>,
+    pub sorry: Option<u32>,
+    /// The ring as written (slot → REALS index or NO_REAL).
+    pub table: Vec<u32>,
+}
+
+/// What this process has written into the maps.
+pub(super) struct Applied {
+    services: BTreeMap<ServiceAddr, AppliedService>,
+    free_rings: VecDeque<u32>,
+    free_reals: VecDeque<u32>,
+}
+
+struct AppliedService {
+    ids: ServiceIds,
+    value: Service,
+    reals: BTreeMap<(IpAddr, u16), Real>,
+    sorry: Option<(IpAddr, u16, Real)>,
+}
+
+impl Applied {
+    pub(super) fn new() -> Self {
+        Applied {
+            services: BTreeMap::new(),
+            free_rings: (0..MAX_SERVICES).collect(),
+            free_reals: (0..MAX_REALS).collect(),
+        }
+    }
+
+    pub(super) fn ids(&self, addr: &ServiceAddr) -> Option<ServiceIds> {
+        self.services.get(addr).map(|s| s.ids.clone())
+    }
+
+    pub(super) fn apply(
+        &mut self,
+        maps: &mut Maps,
+        ring_size: u32,
+        desired: &DesiredState,
+    ) -> Result<ApplyReport, XdpError> {
+        self.validate(desired)?;
+        let mut report = ApplyReport::default();
+        let wanted: BTreeMap<ServiceAddr, &ServiceSpec> =
+            desired.services.iter().map(|s| (s.addr, s)).collect();
+
+        let gone: Vec<ServiceAddr> =
+            self.services.keys().filter(|a| !wanted.contains_key(a)).copied().collect();
+        for addr in gone {
+            self.remove_service(maps, &addr)?;
+            report.services_removed += 1;
+        }
+        for spec in wanted.values() {
+            let (slots, changed) = self.upsert_service(maps, ring_size, spec)?;
+            report.slots_written += slots;
+            match changed {
+                Change::Added => report.services_added += 1,
+                Change::Changed => report.services_changed += 1,
+                Change::None => {}
+            }
+        }
+        self.sync_vips(maps)?;
+        let nat = wanted.values().any(|s| {
+            s.reals.iter().chain(s.sorry.iter()).any(|r| r.method == Method::Nat)
+        });
+        maps.settings
+            .set(0, Settings { nat_enabled: nat as u32, _pad: 0 }, 0)
+            .map_err(|source| XdpError::Map { name: maps::SETTINGS, source })?;
+        Ok(report)
+    }
+
+    /// Everything that could fail half-way is checked before the first write.
+    fn validate(&self, desired: &DesiredState) -> Result<(), XdpError> {
+        let mut seen = BTreeSet::new();
+        let mut reals = 0usize;
+        for s in &desired.services {
+            let a = s.addr;
+            if !seen.insert(a) {
+                return Err(invalid(format!("service {} is listed twice", show(&a))));
+            }
+            if sched::plan(&s.sched).is_none() {
+                return Err(invalid(format!("service {}: unknown scheduler `{}`", show(&a), s.sched)));
+            }
+            for r in s.reals.iter().chain(s.sorry.iter()) {
+                if r.addr.is_ipv4() != a.vip.is_ipv4() {
+                    return Err(invalid(format!(
+                        "service {}: real server {} is of another address family",
+                        show(&a),
+                        r.addr
+                    )));
+                }
+                if r.method == Method::Tun && r.next_hop.tun_src.is_none_or(|t| t.is_ipv4() != r.addr.is_ipv4()) {
+                    return Err(invalid(format!(
+                        "service {}: TUN real server {} needs a tunnel source address of its family",
+                        show(&a),
+                        r.addr
+                    )));
+                }
+            }
+            reals += s.reals.len() + s.sorry.iter().count();
+        }
+        if seen.len() > MAX_SERVICES as usize {
+            return Err(invalid(format!("{} services; the XDP data plane holds at most {MAX_SERVICES}", seen.len())));
+        }
+        // Old and new entries coexist while a diff is applied.
+        let in_use: usize = self.services.values().map(|s| s.reals.len() + s.sorry.iter().count()).sum();
+        if reals + in_use > MAX_REALS as usize {
+            return Err(invalid(format!("{reals} real servers; the XDP data plane holds at most {MAX_REALS}")));
+        }
+        Ok(())
+    }
+
+    fn upsert_service(
+        &mut self,
+        maps: &mut Maps,
+        ring_size: u32,
+        spec: &ServiceSpec,
+    ) -> Result<(usize, Change), XdpError> {
+        let plan = sched::plan(&spec.sched).ok_or_else(|| invalid(format!("unknown scheduler {}", spec.sched)))?;
+        let added = !self.services.contains_key(&spec.addr);
+        let mut svc = match self.services.remove(&spec.addr) {
+            Some(s) => s,
+            None => {
+                let ring = self.free_rings.pop_front().ok_or_else(|| invalid("no free ring".into()))?;
+                AppliedService {
+                    ids: ServiceIds {
+                        ring,
+                        reals: BTreeMap::new(),
+                        sorry: None,
+                        table: vec![NO_REAL; ring_size as usize],
+                    },
+                    value: Service { id: ring, sorry_real: NO_REAL, ..Default::default() },
+                    reals: BTreeMap::new(),
+                    sorry: None,
+                }
+            }
+        };
+
+        // 1. Real-server entries, before any slot can point at them.
+        let mut dirty = false;
+        let mut keep = BTreeSet::new();
+        for r in &spec.reals {
+            let key = (r.addr, r.port);
+            keep.insert(key);
+            let value = real_value(r);
+            let id = match svc.ids.reals.get(&key) {
+                Some(&id) => id,
+                None => {
+                    let id = self.free_reals.pop_front().ok_or_else(|| invalid("no free real-server id".into()))?;
+                    svc.ids.reals.insert(key, id);
+                    id
+                }
+            };
+            if svc.reals.get(&key) != Some(&value) {
+                write_real(maps, id, value)?;
+                svc.reals.insert(key, value);
+                dirty = true;
+            }
+        }
+        // The sorry server: a replaced or dropped one is retired only after
+        // the service entry stops naming it (step 4).
+        let mut retire = Vec::new();
+        let sorry_id = match &spec.sorry {
+            Some(r) => {
+                let value = real_value(r);
+                let same = svc.sorry.as_ref().is_some_and(|(a, p, _)| (*a, *p) == (r.addr, r.port));
+                let id = match svc.ids.sorry {
+                    Some(id) if same => id,
+                    old => {
+                        retire.extend(old);
+                        self.free_reals.pop_front().ok_or_else(|| invalid("no free real-server id".into()))?
+                    }
+                };
+                if !same || svc.sorry.as_ref().map(|s| s.2) != Some(value) {
+                    write_real(maps, id, value)?;
+                    svc.sorry = Some((r.addr, r.port, value));
+                    dirty = true;
+                }
+                svc.ids.sorry = Some(id);
+                id
+            }
+            None => {
+                retire.extend(svc.ids.sorry.take());
+                svc.sorry = None;
+                NO_REAL
+            }
+        };
+
+        // 2. The ring: only the slots that move.
+        let backends = backends(spec, &svc.ids.reals, plan.weights);
+        let table = maglev::rebuild(&svc.ids.table, &backends, ring_size)?;
+        let base = svc.ids.ring * ring_size;
+        let mut slots = 0;
+        for (slot, id) in maglev::changed_slots(&svc.ids.table, &table) {
+            maps.rings
+                .set(base + slot, id, 0)
+                .map_err(|source| XdpError::Map { name: maps::RINGS, source })?;
+            slots += 1;
+        }
+        svc.ids.table = table;
+
+        // 3. The service entry: created last, so a new service is complete
+        // before the first packet can find it.
+        let value = service_value(spec, svc.ids.ring, plan.hash_by, sorry_id);
+        if value != svc.value || added {
+            write_service(maps, spec, &value)?;
+            svc.value = value;
+            dirty = true;
+        }
+
+        // 4. Real servers that left: no slot or service entry names them now.
+        let gone: Vec<(IpAddr, u16)> = svc.ids.reals.keys().filter(|k| !keep.contains(*k)).copied().collect();
+        for key in gone {
+            if let Some(id) = svc.ids.reals.remove(&key) {
+                svc.reals.remove(&key);
+                retire.push(id);
+            }
+        }
+        dirty |= !retire.is_empty();
+        for id in retire {
+            self.retire_real(maps, id)?;
+        }
+        self.services.insert(spec.addr, svc);
+        let change = if added {
+            Change::Added
+        } else if dirty || slots > 0 {
+            Change::Changed
+        } else {
+            Change::None
+        };
+        Ok((slots, change))
+    }
+
+    fn remove_service(&mut self, maps: &mut Maps, addr: &ServiceAddr) -> Result<(), XdpError> {
+        let Some(svc) = self.services.remove(addr) else { return Ok(()) };
+        maps.services
+            .remove(&service_key(addr))
+            .map_err(|source| XdpError::Map { name: maps::SERVICES, source })?;
+        for id in svc.ids.reals.values().copied().chain(svc.ids.sorry) {
+            self.retire_real(maps, id)?;
+        }
+        self.free_rings.push_back(svc.ids.ring);
+        Ok(())
+    }
+
+    fn retire_real(&mut self, maps: &mut Maps, id: u32) -> Result<(), XdpError> {
+        write_real(maps, id, Real::default())?;
+        self.free_reals.push_back(id);
+        Ok(())
+    }
+
+    /// VIPS holds exactly the addresses that have a service.
+    fn sync_vips(&self, maps: &mut Maps) -> Result<(), XdpError> {
+        let want: HashSet<ServiceKey> = self.services.keys().map(vip_key).collect();
+        let have: Vec<ServiceKey> = maps.vips.keys().filter_map(Result::ok).collect();
+        for k in &want {
+            maps.vips.insert(k, 1, 0).map_err(|source| XdpError::Map { name: maps::VIPS, source })?;
+        }
+        for k in have.iter().filter(|k| !want.contains(k)) {
+            maps.vips.remove(k).map_err(|source| XdpError::Map { name: maps::VIPS, source })?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Change {
+    None,
+    Added,
+    Changed,
+}
+
+fn backends(spec: &ServiceSpec, ids: &BTreeMap<(IpAddr, u16), u32>, weights: Weights) -> Vec<maglev::Backend> {
+    let top = spec.reals.iter().map(|r| r.weight).max().unwrap_or(0);
+    // fo/ovf: the first server (in configuration order) with the top weight.
+    let chosen = spec.reals.iter().position(|r| r.weight == top && top > 0);
+    spec.reals
+        .iter()
+        .enumerate()
+        .filter_map(|(i, r)| {
+            let id = *ids.get(&(r.addr, r.port))?;
+            let weight = match weights {
+                Weights::Proportional => r.weight,
+                Weights::Equal => u32::from(r.weight > 0),
+                Weights::HighestOnly => u32::from(Some(i) == chosen),
+            };
+            Some(maglev::Backend { key: backend_key(r.addr, r.port), id, weight })
+        })
+        .collect()
+}
+
+/// A real server's identity for Maglev: stable across processes and
+/// versions (FNV-1a), so two directors build the same ring.
+pub fn backend_key(addr: IpAddr, port: u16) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let bytes: Vec<u8> = match addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    for b in bytes.iter().chain(port.to_be_bytes().iter()) {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Address words exactly as they sit in a packet.
+pub fn addr_words(a: IpAddr) -> [u32; 4] {
+    match a {
+        IpAddr::V4(a) => [u32::from_ne_bytes(a.octets()), 0, 0, 0],
+        IpAddr::V6(a) => {
+            let o = a.octets();
+            let w = |i: usize| u32::from_ne_bytes([o[i], o[i + 1], o[i + 2], o[i + 3]]);
+            [w(0), w(4), w(8), w(12)]
+        }
+    }
+}
+
+pub fn family(a: IpAddr) -> u8 {
+    if a.is_ipv4() { 4 } else { 6 }
+}
+
+pub fn proto_number(p: Proto) -> u8 {
+    match p {
+        Proto::Tcp => PROTO_TCP,
+        Proto::Udp => PROTO_UDP,
+    }
+}
+
+pub fn service_key(a: &ServiceAddr) -> ServiceKey {
+    ServiceKey { addr: addr_words(a.vip), port: a.port.to_be(), proto: proto_number(a.proto), family: family(a.vip) }
+}
+
+fn vip_key(a: &ServiceAddr) -> ServiceKey {
+    ServiceKey { addr: addr_words(a.vip), port: 0, proto: 0, family: family(a.vip) }
+}
+
+fn real_value(r: &RealSpec) -> Real {
+    Real {
+        addr: addr_words(r.addr),
+        port: r.port.to_be(),
+        method: match r.method {
+            Method::Dr => method::DR,
+            Method::Tun => method::TUN,
+            Method::Nat => method::NAT,
+        },
+        family: family(r.addr),
+        mac: r.next_hop.mac,
+        src_mac: r.next_hop.src_mac,
+        ifindex: r.next_hop.ifindex,
+        flags: REAL_PRESENT,
+        tun_src: r.next_hop.tun_src.map(addr_words).unwrap_or_default(),
+    }
+}
+
+fn service_value(spec: &ServiceSpec, ring: u32, hash_by: u8, sorry: u32) -> Service {
+    let (flags, mask, timeout) = match &spec.persistence {
+        Some(p) => (SVC_PERSISTENT, addr_words(p.granularity), p.timeout.as_nanos() as u64),
+        None => (0, [0; 4], 0),
+    };
+    Service { id: ring, flags, persist_mask: mask, persist_timeout_ns: timeout, sorry_real: sorry, hash_by, _pad: [0; 3] }
+}
+
+fn write_real(maps: &mut Maps, id: u32, value: Real) -> Result<(), XdpError> {
+    maps.reals.set(id, value, 0).map_err(|source| XdpError::Map { name: maps::REALS, source })
+}
+
+fn write_service(maps: &mut Maps, spec: &ServiceSpec, value: &Service) -> Result<(), XdpError> {
+    maps.services
+        .insert(service_key(&spec.addr), value, 0)
+        .map_err(|source| XdpError::Map { name: maps::SERVICES, source })
+}
+
+fn invalid(msg: String) -> XdpError {
+    XdpError::Invalid(msg)
+}
+
+fn show(a: &ServiceAddr) -> String {
+    let p = match a.proto {
+        Proto::Tcp => "TCP",
+        Proto::Udp => "UDP",
+    };
+    match a.vip {
+        IpAddr::V4(v) => format!("{p} {v}:{}", a.port),
+        IpAddr::V6(v) => format!("{p} [{v}]:{}", a.port),
+    }
+}

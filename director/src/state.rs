@@ -1,0 +1,73 @@
+//! The desired state: what the data plane should be doing right now. Every
+//! input (configuration, health checks, VRRP, operator commands) ends up
+//! here, and a data plane applies it as a diff.
+
+use std::{net::IpAddr, time::Duration};
+
+use serde::Serialize;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct DesiredState {
+    pub services: Vec<ServiceSpec>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// (VIP, port, protocol); port 0 means every port of the VIP.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct ServiceAddr {
+    pub vip: IpAddr,
+    pub port: u16,
+    pub proto: Proto,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ServiceSpec {
+    pub addr: ServiceAddr,
+    /// keepalived's `lvs_sched` name (rr, wlc, sh, mh, ...).
+    pub sched: String,
+    pub persistence: Option<Persistence>,
+    pub reals: Vec<RealSpec>,
+    pub sorry: Option<RealSpec>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct Persistence {
+    pub timeout: Duration,
+    /// Client addresses under this mask share a real server
+    /// (`persistence_granularity`; all ones by default).
+    pub granularity: IpAddr,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Method {
+    Dr,
+    Tun,
+    Nat,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RealSpec {
+    pub addr: IpAddr,
+    pub port: u16,
+    /// 0 = quiescent: no new flows, existing ones continue.
+    pub weight: u32,
+    pub method: Method,
+    pub next_hop: NextHop,
+}
+
+/// How to reach a real server at L2, resolved by the control plane.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct NextHop {
+    /// The real server's (or its gateway's) MAC.
+    pub mac: [u8; 6],
+    /// Our MAC on the egress interface.
+    pub src_mac: [u8; 6],
+    pub ifindex: u32,
+    /// Outer source address for TUN.
+    pub tun_src: Option<IpAddr>,
+}

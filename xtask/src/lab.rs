@@ -1,0 +1,227 @@
+//! `cargo xtask lab`: seed 002's LVS-DR layout in network namespaces.
+//!
+//! ```text
+//!                      dlab-sw (bridge br0)
+//!   ┌──────────┬──────────┬─────┴────┬──────────┬──────────┐
+//! client     dir1       dir2        rs1        rs2        rs3
+//! .1         .2         .3          .10        .20        .30    (192.168.122.0/24)
+//!                                   VIP .100 on lo, arp_ignore=1, arp_announce=2
+//! ```
+//! The addresses exist only inside these namespaces.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    thread::sleep,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use crate::{
+    build::cargo,
+    cmd::{invoke, output, probe, root},
+    setup,
+};
+
+const SWITCH: &str = "dlab-sw";
+const STATE_DIR: &str = "/run/director-lab";
+const VIP: &str = "192.168.122.100";
+
+struct Host {
+    name: &'static str,
+    addr: &'static str,
+    real_server: bool,
+}
+
+const HOSTS: &[Host] = &[
+    Host { name: "client", addr: "192.168.122.1", real_server: false },
+    Host { name: "dir1", addr: "192.168.122.2", real_server: false },
+    Host { name: "dir2", addr: "192.168.122.3", real_server: false },
+    Host { name: "rs1", addr: "192.168.122.10", real_server: true },
+    Host { name: "rs2", addr: "192.168.122.20", real_server: true },
+    Host { name: "rs3", addr: "192.168.122.30", real_server: true },
+];
+
+pub fn up() -> Result<()> {
+    setup::run()?;
+    invoke(cargo().args(["build", "--package", "director", "--bins"]))?;
+    fs::create_dir_all(STATE_DIR)?;
+
+    if netns_exists(SWITCH) {
+        println!("lab: topology exists, reusing it");
+    } else {
+        create_topology()?;
+        println!("lab: created namespaces {}", HOSTS.iter().map(|h| ns(h.name)).collect::<Vec<_>>().join(" "));
+    }
+
+    let xtask = std::env::current_exe()?;
+    for h in HOSTS.iter().filter(|h| h.real_server) {
+        if !alive(h.name) {
+            let bind = "0.0.0.0:80".to_string();
+            spawn(h.name, &xtask, &["http-serve", "--bind", &bind, "--name", h.name])?;
+        }
+    }
+
+    // Restart director so the lab always runs the binary just built.
+    stop("dir1");
+    let director = root().join("target/debug/director");
+    let conf = root().join("conf/director.conf");
+    let args = ["-f", conf.to_str().context("non-UTF-8 path")?, "--iface", "eth0"];
+    spawn("dir1", &director, &args)?;
+    wait_for_log("dir1", "attached", Duration::from_secs(20))?;
+
+    report()
+}
+
+pub fn down() -> Result<()> {
+    for h in HOSTS {
+        stop(h.name);
+    }
+    for name in HOSTS.iter().map(|h| ns(h.name)).chain([SWITCH.to_string()]) {
+        if netns_exists(&name) {
+            invoke(Command::new("ip").args(["netns", "del", &name]))?;
+        }
+    }
+    let _ = fs::remove_dir_all(STATE_DIR);
+    println!("lab: down");
+    Ok(())
+}
+
+fn create_topology() -> Result<()> {
+    ip(&["netns", "add", SWITCH])?;
+    ip(&["-n", SWITCH, "link", "add", "br0", "type", "bridge"])?;
+    ip(&["-n", SWITCH, "link", "set", "br0", "up"])?;
+    for h in HOSTS {
+        let n = ns(h.name);
+        ip(&["netns", "add", &n])?;
+        ip(&["link", "add", "eth0", "netns", &n, "type", "veth", "peer", "name", h.name, "netns", SWITCH])?;
+        ip(&["-n", SWITCH, "link", "set", h.name, "master", "br0", "up"])?;
+        ip(&["-n", &n, "link", "set", "lo", "up"])?;
+        ip(&["-n", &n, "addr", "add", &format!("{}/24", h.addr), "dev", "eth0"])?;
+        ip(&["-n", &n, "link", "set", "eth0", "up"])?;
+        if h.real_server {
+            // LVS-DR real server set-up, exactly as seed 002 does it.
+            ip(&["-n", &n, "addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+            sysctl(&n, "net/ipv4/conf/all/arp_ignore", "1")?;
+            sysctl(&n, "net/ipv4/conf/all/arp_announce", "2")?;
+        }
+    }
+    Ok(())
+}
+
+fn report() -> Result<()> {
+    println!("\nlab: seed 002 LVS-DR topology, VIP {VIP}:80");
+    for h in HOSTS {
+        let role = match h.name {
+            "client" => "client",
+            "dir1" => "director (running director)",
+            "dir2" => "director (standby slot)",
+            _ => "real server, HTTP on :80, VIP on lo",
+        };
+        println!("  {:<12} {:<16} {role}", ns(h.name), h.addr);
+    }
+
+    println!("\nlab: director log ({STATE_DIR}/dir1.log):");
+    for line in fs::read_to_string(log_path("dir1"))?.lines() {
+        println!("  {line}");
+    }
+
+    let link = output(Command::new("ip").args(["-n", &ns("dir1"), "-d", "link", "show", "eth0"]))?;
+    let xdp = link.lines().find(|l| l.contains("prog/xdp")).map(str::trim).unwrap_or("no XDP program attached");
+    println!("\nlab: dir1 eth0: {xdp}");
+
+    let xtask = std::env::current_exe()?;
+    println!("\nlab: real servers answer the client directly:");
+    for h in HOSTS.iter().filter(|h| h.real_server) {
+        let got = output(Command::new("ip").args(["netns", "exec", &ns("client")]).arg(&xtask).args([
+            "http-get",
+            &format!("{}:80", h.addr),
+        ]))
+        .unwrap_or_else(|e| format!("FAILED: {e}"));
+        println!("  GET http://{}/ -> {}", h.addr, got.trim());
+    }
+    println!("\nlab: stop it all with `cargo xtask lab --down`");
+    Ok(())
+}
+
+fn ns(host: &str) -> String {
+    format!("dlab-{host}")
+}
+
+fn ip(args: &[&str]) -> Result<()> {
+    output(Command::new("ip").args(args)).map(drop)
+}
+
+fn sysctl(ns: &str, key: &str, value: &str) -> Result<()> {
+    let script = format!("echo {value} > /proc/sys/{key}");
+    output(Command::new("ip").args(["netns", "exec", ns, "sh", "-c", &script])).map(drop)
+}
+
+fn netns_exists(name: &str) -> bool {
+    Path::new("/run/netns").join(name).exists()
+}
+
+fn pid_path(host: &str) -> PathBuf {
+    Path::new(STATE_DIR).join(format!("{host}.pid"))
+}
+
+fn log_path(host: &str) -> PathBuf {
+    Path::new(STATE_DIR).join(format!("{host}.log"))
+}
+
+/// Starts `program` in the host's namespace in its own process group, with
+/// its output in the lab's log directory.
+fn spawn(host: &str, program: &Path, args: &[&str]) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let log = fs::File::create(log_path(host))?;
+    let child = Command::new("ip")
+        .args(["netns", "exec", &ns(host)])
+        .arg(program)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .process_group(0)
+        .spawn()
+        .with_context(|| format!("starting {} in {}", program.display(), ns(host)))?;
+    fs::write(pid_path(host), child.id().to_string())?;
+    Ok(())
+}
+
+fn pid(host: &str) -> Option<i32> {
+    fs::read_to_string(pid_path(host)).ok()?.trim().parse().ok()
+}
+
+fn alive(host: &str) -> bool {
+    pid(host).is_some_and(|p| probe(Command::new("kill").args(["-0", &p.to_string()])))
+}
+
+/// SIGTERM to the host's process group, then wait for it to go.
+fn stop(host: &str) {
+    let Some(p) = pid(host) else { return };
+    let _ = Command::new("kill").args(["-TERM", "--", &format!("-{p}")]).output();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while alive(host) && Instant::now() < deadline {
+        sleep(Duration::from_millis(50));
+    }
+    let _ = fs::remove_file(pid_path(host));
+}
+
+fn wait_for_log(host: &str, needle: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let log = fs::read_to_string(log_path(host)).unwrap_or_default();
+        if log.contains(needle) {
+            return Ok(());
+        }
+        if !alive(host) {
+            bail!("director in {} exited:\n{log}", ns(host));
+        }
+        if Instant::now() > deadline {
+            bail!("director in {} did not report '{needle}' within {timeout:?}:\n{log}", ns(host));
+        }
+        sleep(Duration::from_millis(100));
+    }
+}
