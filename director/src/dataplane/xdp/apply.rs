@@ -221,7 +221,14 @@ impl Applied {
         let table = maglev::rebuild(&svc.ids.table, &backends, ring_size)?;
         let base = svc.ids.ring * ring_size;
         let mut slots = 0;
-        for (slot, id) in maglev::changed_slots(&svc.ids.table, &table) {
+        // A new service's ring may hold zeros or a former service's slots:
+        // write it whole. After that, only the slots that move.
+        let writes: Box<dyn Iterator<Item = (u32, u32)>> = if added {
+            Box::new(table.iter().enumerate().map(|(slot, &id)| (slot as u32, id)))
+        } else {
+            Box::new(maglev::changed_slots(&svc.ids.table, &table))
+        };
+        for (slot, id) in writes {
             maps.rings
                 .set(base + slot, id, 0)
                 .map_err(|source| XdpError::Map { name: maps::RINGS, source })?;

@@ -215,7 +215,20 @@ impl Dataplane for XdpProgram {
     }
 }
 
-pub use apply::ServiceIds;
+pub use apply::{ServiceIds, addr_words, backend_key, family, proto_number};
+
+/// The connection-table key of a packet from `src:sport` to `dst:dport`.
+pub fn flow_key(src: std::net::IpAddr, sport: u16, dst: std::net::IpAddr, dport: u16, proto: crate::state::Proto) -> FlowKey {
+    FlowKey {
+        src: addr_words(src),
+        dst: addr_words(dst),
+        sport: sport.to_be(),
+        dport: dport.to_be(),
+        proto: proto_number(proto),
+        family: family(src),
+        _pad: [0; 2],
+    }
+}
 
 fn xdp_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {
     let prog = ebpf.program_mut(PROGRAM_NAME).ok_or(XdpError::Missing(PROGRAM_NAME))?;

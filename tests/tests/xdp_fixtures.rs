@@ -1,0 +1,467 @@
+//! Packet fixtures for the load balancer, run through the real program
+//! with BPF_PROG_TEST_RUN: input frame → expected verdict and exact output
+//! frame. Expected frames are built by etherparse, which computes every
+//! checksum itself. Runs as root.
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use anyhow::Result;
+use director::{
+    dataplane::{
+        Dataplane,
+        xdp::{LoadOptions, TrafficOf, XdpProgram, flow_key},
+    },
+    state::{DesiredState, Method, NextHop, Persistence, Proto, RealSpec, ServiceAddr, ServiceSpec},
+};
+use director_common::{hash::flow_hash, lb::Persist, stats::Reason};
+use director_tests::{
+    fixture::{self, Fixture, XDP_DROP, XDP_PASS, XDP_REDIRECT, XDP_TX, run_once},
+    frames::{self, Mac, Seg},
+};
+
+const CLIENT_MAC: Mac = [0x02, 0xcc, 0, 0, 0, 1];
+const OUR_MAC: Mac = [0x02, 0xdd, 0, 0, 0, 1];
+/// BPF_PROG_TEST_RUN runs as if the frame arrived on loopback (ifindex 1):
+/// a real behind ifindex 1 is reached with XDP_TX, any other by redirect.
+const SAME_IF: u32 = 1;
+const OTHER_IF: u32 = 7;
+const RING: u32 = 1021;
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+fn mac_for(addr: IpAddr) -> Mac {
+    let o = match addr {
+        IpAddr::V4(a) => a.octets().to_vec(),
+        IpAddr::V6(a) => a.octets().to_vec(),
+    };
+    [0x02, 0xee, o[o.len() - 4], o[o.len() - 3], o[o.len() - 2], o[o.len() - 1]]
+}
+
+fn real(addr: &str, port: u16, weight: u32, method: Method) -> RealSpec {
+    let addr = ip(addr);
+    let tun_src = match (method, addr) {
+        (Method::Tun, IpAddr::V4(_)) => Some(ip("10.0.0.2")),
+        (Method::Tun, IpAddr::V6(_)) => Some(ip("fd00::2")),
+        _ => None,
+    };
+    let ifindex = if method == Method::Nat { OTHER_IF } else { SAME_IF };
+    RealSpec { addr, port, weight, method, next_hop: NextHop { mac: mac_for(addr), src_mac: OUR_MAC, ifindex, tun_src } }
+}
+
+fn svc(vip: &str, port: u16, proto: Proto, sched: &str, reals: Vec<RealSpec>) -> ServiceSpec {
+    ServiceSpec { addr: ServiceAddr { vip: ip(vip), port, proto }, sched: sched.into(), persistence: None, reals, sorry: None }
+}
+
+fn desired() -> DesiredState {
+    use Method::*;
+    let dr4 = || vec![real("10.0.1.1", 80, 1, Dr), real("10.0.1.2", 80, 2, Dr), real("10.0.1.3", 80, 3, Dr)];
+    let dr6 = || vec![real("fd00:1::1", 80, 1, Dr), real("fd00:1::2", 80, 1, Dr), real("fd00:1::3", 80, 1, Dr)];
+    let mut persistent = svc("10.0.0.103", 443, Proto::Tcp, "wlc", vec![
+        real("10.0.1.21", 443, 1, Dr),
+        real("10.0.1.22", 443, 1, Dr),
+        real("10.0.1.23", 443, 1, Dr),
+    ]);
+    persistent.persistence =
+        Some(Persistence { timeout: std::time::Duration::from_secs(300), granularity: ip("255.255.255.0") });
+    let mut sorry = svc("10.0.0.104", 80, Proto::Tcp, "wlc", vec![real("10.0.1.31", 80, 0, Dr)]);
+    sorry.sorry = Some(real("10.0.1.99", 80, 1, Dr));
+    DesiredState {
+        services: vec![
+            svc("10.0.0.100", 80, Proto::Tcp, "wrr", dr4()),
+            svc("10.0.0.100", 53, Proto::Udp, "wrr", dr4()),
+            svc("fd00::100", 80, Proto::Tcp, "wrr", dr6()),
+            svc("fd00::100", 53, Proto::Udp, "wrr", dr6()),
+            svc("10.0.0.101", 80, Proto::Tcp, "wlc", vec![real("10.0.1.11", 80, 1, Tun), real("10.0.1.12", 80, 1, Tun)]),
+            svc("fd00::101", 80, Proto::Tcp, "wlc", vec![real("fd00:1::11", 80, 1, Tun)]),
+            svc("10.0.0.102", 80, Proto::Tcp, "wlc", vec![real("10.0.2.1", 8080, 1, Nat), real("10.0.2.2", 8080, 1, Nat)]),
+            svc("10.0.0.102", 53, Proto::Udp, "wlc", vec![real("10.0.2.1", 5353, 1, Nat)]),
+            svc("fd00::102", 80, Proto::Tcp, "wlc", vec![real("fd00:2::1", 8080, 1, Nat)]),
+            persistent,
+            sorry,
+            svc("10.0.0.105", 80, Proto::Tcp, "wlc", vec![real("10.0.1.41", 80, 0, Dr)]),
+            svc("10.0.0.106", 0, Proto::Tcp, "wlc", vec![real("10.0.1.51", 0, 1, Dr)]),
+        ],
+    }
+}
+
+fn load(state: &DesiredState) -> Result<XdpProgram> {
+    let mut prog = XdpProgram::load_with(LoadOptions { ring_size: RING, max_conns: 1 << 14 })?;
+    prog.apply(state)?;
+    Ok(prog)
+}
+
+fn seg(src: &str, sport: u16, dst: &str, dport: u16) -> Seg {
+    Seg { src_mac: CLIENT_MAC, dst_mac: OUR_MAC, src: ip(src), dst: ip(dst), sport, dport, vlan: None }
+}
+
+/// The real (by MAC) a forwarded frame went to.
+fn dest_mac(out: &[u8]) -> Mac {
+    out[0..6].try_into().unwrap()
+}
+
+/// The real server the ring picks for a new flow, predicted from the
+/// applied ring and the shared hash.
+fn ring_pick(prog: &XdpProgram, addr: &ServiceAddr, src: IpAddr, sport: u16, hash_by: u8) -> Option<IpAddr> {
+    let ids = prog.service_ids(addr)?;
+    let key = flow_key(src, sport, addr.vip, addr.port, addr.proto);
+    let id = ids.table[(flow_hash(&key, hash_by) % prog.ring_size()) as usize];
+    ids.reals.iter().find(|(_, v)| **v == id).map(|((a, _), _)| *a)
+}
+
+fn count(prog: &XdpProgram, reason: Reason) -> u64 {
+    prog.stats().unwrap().into_iter().find(|(r, _)| *r == reason).unwrap().1.packets
+}
+
+#[test]
+fn dr_forwards_tcp_and_udp_over_v4_and_v6_with_only_the_macs_changed() -> Result<()> {
+    let mut prog = load(&desired())?;
+    let mut table = Vec::new();
+    for (name, s, proto) in [
+        ("dr v4 tcp", seg("192.0.2.1", 40001, "10.0.0.100", 80), Proto::Tcp),
+        ("dr v4 udp", seg("192.0.2.1", 40002, "10.0.0.100", 53), Proto::Udp),
+        ("dr v6 tcp", seg("2001:db8::1", 40003, "fd00::100", 80), Proto::Tcp),
+        ("dr v6 udp", seg("2001:db8::1", 40004, "fd00::100", 53), Proto::Udp),
+    ] {
+        let frame = if proto == Proto::Tcp { frames::tcp(&s) } else { frames::udp(&s) };
+        let addr = ServiceAddr { vip: s.dst, port: s.dport, proto };
+        let want = ring_pick(&prog, &addr, s.src, s.sport, 0).expect("a real");
+        table.push(Fixture { name, output: Some(frames::with_macs(&frame, mac_for(want), OUR_MAC)), input: frame, verdict: XDP_TX });
+    }
+    for f in &table {
+        fixture::check(prog.program()?, f)?;
+    }
+    assert_eq!(count(&prog, Reason::FwdDr), 4);
+    let id = prog.service_ids(&ServiceAddr { vip: ip("10.0.0.100"), port: 80, proto: Proto::Tcp }).unwrap().ring;
+    let t = prog.traffic(TrafficOf::Service(id))?;
+    assert_eq!((t.packets, t.conns), (1, 1));
+    Ok(())
+}
+
+#[test]
+fn dr_keeps_the_vlan_tag() -> Result<()> {
+    let mut prog = load(&desired())?;
+    let mut s = seg("192.0.2.1", 40010, "10.0.0.100", 80);
+    s.vlan = Some(100);
+    let frame = frames::tcp(&s);
+    let addr = ServiceAddr { vip: ip("10.0.0.100"), port: 80, proto: Proto::Tcp };
+    let want = ring_pick(&prog, &addr, ip("192.0.2.1"), 40010, 0).unwrap();
+    fixture::check(
+        prog.program()?,
+        &Fixture { name: "dr v4 tcp in vlan 100", output: Some(frames::with_macs(&frame, mac_for(want), OUR_MAC)), input: frame, verdict: XDP_TX },
+    )
+}
+
+#[test]
+fn tun_encapsulates_in_ipip_and_ip6ip6() -> Result<()> {
+    let mut prog = load(&desired())?;
+    let v4 = frames::tcp(&seg("192.0.2.1", 40020, "10.0.0.101", 80));
+    let addr4 = ServiceAddr { vip: ip("10.0.0.101"), port: 80, proto: Proto::Tcp };
+    let r4 = ring_pick(&prog, &addr4, ip("192.0.2.1"), 40020, 0).unwrap();
+    let v6 = frames::tcp(&seg("2001:db8::1", 40021, "fd00::101", 80));
+    let table = [
+        Fixture {
+            name: "tun v4: IPIP to the real server",
+            output: Some(frames::tunnel(mac_for(r4), OUR_MAC, ip("10.0.0.2"), r4, &v4[14..])),
+            input: v4.clone(),
+            verdict: XDP_TX,
+        },
+        Fixture {
+            name: "tun v6: IPv6-in-IPv6 to the real server",
+            output: Some(frames::tunnel(mac_for(ip("fd00:1::11")), OUR_MAC, ip("fd00::2"), ip("fd00:1::11"), &v6[14..])),
+            input: v6,
+            verdict: XDP_TX,
+        },
+    ];
+    for f in &table {
+        fixture::check(prog.program()?, f)?;
+    }
+    assert_eq!(count(&prog, Reason::FwdTun), 2);
+    Ok(())
+}
+
+#[test]
+fn nat_translates_inbound_and_replies_back_to_the_vip() -> Result<()> {
+    let mut prog = load(&desired())?;
+    let cases = [
+        ("nat v4 tcp", seg("192.0.2.1", 40030, "10.0.0.102", 80), Proto::Tcp, 8080),
+        ("nat v4 udp", seg("192.0.2.1", 40031, "10.0.0.102", 53), Proto::Udp, 5353),
+        ("nat v6 tcp", seg("2001:db8::1", 40032, "fd00::102", 80), Proto::Tcp, 8080),
+    ];
+    for (name, s, proto, rport) in cases {
+        let build = |s: &Seg| if proto == Proto::Tcp { frames::tcp(s) } else { frames::udp(s) };
+        let addr = ServiceAddr { vip: s.dst, port: s.dport, proto };
+        let r = ring_pick(&prog, &addr, s.src, s.sport, 0).unwrap();
+        let inbound = build(&s);
+        // What the real server must see: its own address and port, macs towards it.
+        let translated = build(&Seg { src_mac: OUR_MAC, dst_mac: mac_for(r), dst: r, dport: rport, ..s });
+        fixture::check(prog.program()?, &Fixture { name, input: inbound, verdict: XDP_REDIRECT, output: Some(translated) })?;
+
+        // Its reply, from real:rport to the client, arrives on the inside...
+        let reply = build(&Seg { src_mac: mac_for(r), dst_mac: OUR_MAC, src: r, sport: rport, dst: s.src, dport: s.sport, vlan: None });
+        // ...and leaves from the VIP towards the hop the client came from,
+        // out of the interface the client's packet came in on (TX here).
+        let back = build(&Seg { src_mac: OUR_MAC, dst_mac: CLIENT_MAC, src: s.dst, sport: s.dport, dst: s.src, dport: s.sport, vlan: None });
+        fixture::check(prog.program()?, &Fixture { name, input: reply, verdict: XDP_TX, output: Some(back) })?;
+    }
+    assert_eq!(count(&prog, Reason::FwdNat), 3);
+    assert_eq!(count(&prog, Reason::FwdNatReply), 3);
+
+    // A reply for a flow we never saw is not ours.
+    let stray = frames::tcp(&Seg { src_mac: mac_for(ip("10.0.2.1")), dst_mac: OUR_MAC, src: ip("10.0.2.1"), sport: 8080, dst: ip("192.0.2.9"), dport: 1, vlan: None });
+    fixture::check(prog.program()?, &Fixture { name: "unknown reply passes", input: stray, verdict: XDP_PASS, output: None })
+}
+
+#[test]
+fn traffic_that_is_not_for_a_service_passes_untouched() -> Result<()> {
+    let mut prog = load(&desired())?;
+    let arp = {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&CLIENT_MAC);
+        f.extend_from_slice(&[0x08, 0x06, 0, 1, 8, 0, 6, 4, 0, 1]);
+        f.extend_from_slice(&[0; 20]);
+        f
+    };
+    let table = [
+        Fixture { name: "tcp to a non-VIP", input: frames::tcp(&seg("192.0.2.1", 40040, "10.0.0.200", 80)), verdict: XDP_PASS, output: None },
+        Fixture { name: "ssh to the VIP (no service on 22)", input: frames::tcp(&seg("192.0.2.1", 40041, "10.0.0.100", 22)), verdict: XDP_PASS, output: None },
+        Fixture { name: "udp to a VIP port without service", input: frames::udp(&seg("192.0.2.1", 40042, "10.0.0.100", 123)), verdict: XDP_PASS, output: None },
+        Fixture { name: "v6 tcp to a non-VIP", input: frames::tcp(&seg("2001:db8::1", 40043, "fd00::200", 80)), verdict: XDP_PASS, output: None },
+        Fixture { name: "arp", input: arp, verdict: XDP_PASS, output: None },
+        Fixture { name: "ping to a VIP", input: frames::ping(CLIENT_MAC, OUR_MAC, ip("192.0.2.1"), ip("10.0.0.100")), verdict: XDP_PASS, output: None },
+        Fixture { name: "ping6 to a VIP", input: frames::ping(CLIENT_MAC, OUR_MAC, ip("2001:db8::1"), ip("fd00::100")), verdict: XDP_PASS, output: None },
+    ];
+    for f in &table {
+        fixture::check(prog.program()?, f)?;
+    }
+    assert_eq!(count(&prog, Reason::PassNotService), 4);
+    assert_eq!(count(&prog, Reason::PassNotIp), 1);
+    assert_eq!(count(&prog, Reason::PassIcmpToVip), 2);
+    Ok(())
+}
+
+/// Sends a flow and returns the MAC of the real it went to.
+fn send(prog: &mut XdpProgram, frame: &[u8]) -> Result<Mac> {
+    let out = run_once(prog.program()?, frame)?;
+    assert!(out.verdict == XDP_TX || out.verdict == XDP_REDIRECT, "verdict {}", out.verdict);
+    Ok(dest_mac(&out.output))
+}
+
+#[test]
+fn an_established_flow_keeps_its_server_when_weights_or_servers_change() -> Result<()> {
+    let state = desired();
+    let mut prog = load(&state)?;
+    let addr = state.services[0].addr;
+    let client = ip("192.0.2.7");
+    let mut reweighted = state.clone();
+    reweighted.services[0].reals[0].weight = 50;
+
+    // A flow on 10.0.1.3 that the new weights will hand to 10.0.1.1.
+    let probe = load(&reweighted)?;
+    let port = (50000..60000u16)
+        .find(|&p| {
+            ring_pick(&prog, &addr, client, p, 0) == Some(ip("10.0.1.3"))
+                && ring_pick(&probe, &addr, client, p, 0) == Some(ip("10.0.1.1"))
+        })
+        .expect("a flow the weight change moves");
+    let frame = frames::tcp(&seg("192.0.2.7", port, "10.0.0.100", 80));
+    assert_eq!(send(&mut prog, &frame)?, mac_for(ip("10.0.1.3")));
+
+    let report = prog.apply(&reweighted)?;
+    assert_eq!(report.services_changed, 1);
+    assert!(report.slots_written > 0);
+    assert_eq!(ring_pick(&prog, &addr, client, port, 0), Some(ip("10.0.1.1")), "the ring moved this flow");
+    assert_eq!(send(&mut prog, &frame)?, mac_for(ip("10.0.1.3")), "the connection table kept it");
+
+    // Removing another server does not disturb it either.
+    reweighted.services[0].reals.remove(1);
+    prog.apply(&reweighted)?;
+    assert_eq!(send(&mut prog, &frame)?, mac_for(ip("10.0.1.3")));
+
+    // New flows follow the new ring.
+    let fresh = (20000..20500u16).find(|&p| ring_pick(&prog, &addr, client, p, 0) == Some(ip("10.0.1.1"))).unwrap();
+    assert_eq!(send(&mut prog, &frames::tcp(&seg("192.0.2.7", fresh, "10.0.0.100", 80)))?, mac_for(ip("10.0.1.1")));
+    Ok(())
+}
+
+#[test]
+fn weight_zero_is_quiescent_existing_flows_continue_new_ones_avoid_it() -> Result<()> {
+    let mut state = desired();
+    let mut prog = load(&state)?;
+    let addr = state.services[0].addr;
+    let client = ip("192.0.2.8");
+    let port = (50000..51000u16).find(|&p| ring_pick(&prog, &addr, client, p, 0) == Some(ip("10.0.1.2"))).unwrap();
+    let frame = frames::tcp(&seg("192.0.2.8", port, "10.0.0.100", 80));
+    assert_eq!(send(&mut prog, &frame)?, mac_for(ip("10.0.1.2")));
+
+    state.services[0].reals[1].weight = 0;
+    prog.apply(&state)?;
+    assert_eq!(send(&mut prog, &frame)?, mac_for(ip("10.0.1.2")), "existing flow continues");
+    for p in 20000..20300u16 {
+        let got = send(&mut prog, &frames::tcp(&seg("192.0.2.8", p, "10.0.0.100", 80)))?;
+        assert_ne!(got, mac_for(ip("10.0.1.2")), "new flow from port {p} reached a quiescent server");
+    }
+    Ok(())
+}
+
+#[test]
+fn persistence_holds_within_the_timeout_and_for_the_granularity_then_expires() -> Result<()> {
+    let state = desired();
+    let mut prog = load(&state)?;
+    let addr = state.services[9].addr;
+    let c = ip("192.0.2.20");
+    let first = send(&mut prog, &frames::tcp(&seg("192.0.2.20", 40000, "10.0.0.103", 443)))?;
+    // A second connection whose own hash points elsewhere still goes there.
+    let other = (40001..41000u16).find(|&p| ring_pick(&prog, &addr, c, p, 0).is_some_and(|r| mac_for(r) != first)).unwrap();
+    assert_eq!(send(&mut prog, &frames::tcp(&seg("192.0.2.20", other, "10.0.0.103", 443)))?, first);
+    // So does a neighbour in the same /24 (persistence_granularity 255.255.255.0).
+    let n = ip("192.0.2.99");
+    let np = (1000..2000u16).find(|&p| ring_pick(&prog, &addr, n, p, 0).is_some_and(|r| mac_for(r) != first)).unwrap();
+    assert_eq!(send(&mut prog, &frames::tcp(&seg("192.0.2.99", np, "10.0.0.103", 443)))?, first);
+
+    // Age the entry past the timeout: the next new flow is scheduled afresh.
+    let ring = prog.service_ids(&addr).unwrap().ring;
+    let pkey = director_common::lb::PersistKey {
+        service: ring,
+        client: director::dataplane::xdp::addr_words(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 0))),
+    };
+    let entry = prog.maps.persist.get(&pkey, 0)?;
+    prog.maps.persist.insert(pkey, Persist { last_ns: 0, ..entry }, 0)?;
+    let later = (42000..43000u16).find(|&p| ring_pick(&prog, &addr, c, p, 0).is_some_and(|r| mac_for(r) != first)).unwrap();
+    let want = mac_for(ring_pick(&prog, &addr, c, later, 0).unwrap());
+    assert_eq!(send(&mut prog, &frames::tcp(&seg("192.0.2.20", later, "10.0.0.103", 443)))?, want);
+    Ok(())
+}
+
+#[test]
+fn icmp_too_big_errors_go_to_the_flows_real_server() -> Result<()> {
+    let mut prog = load(&desired())?;
+    for (client, vip, router) in [("192.0.2.30", "10.0.0.100", "198.51.100.1"), ("2001:db8::30", "fd00::100", "2001:db8:ffff::1")] {
+        let inbound = frames::tcp(&seg(client, 45000, vip, 80));
+        let real_mac = send(&mut prog, &inbound)?;
+        // The real server's reply (VIP → client) was too big for a router.
+        let reply = frames::tcp(&Seg { src_mac: real_mac, dst_mac: OUR_MAC, src: ip(vip), sport: 80, dst: ip(client), dport: 45000, vlan: None });
+        let icmp = frames::too_big([0x02, 0xaa, 0, 0, 0, 1], OUR_MAC, ip(router), ip(vip), &reply[14..]);
+        let want = frames::with_macs(&icmp, real_mac, OUR_MAC);
+        fixture::check(prog.program()?, &Fixture { name: "too big → flow's real", input: icmp, verdict: XDP_TX, output: Some(want) })?;
+    }
+    assert_eq!(count(&prog, Reason::FwdIcmpError), 2);
+    // About a flow we do not know: the kernel's business.
+    let unknown = frames::tcp(&seg("10.0.0.100", 80, "192.0.2.99", 1));
+    let icmp = frames::too_big(CLIENT_MAC, OUR_MAC, ip("198.51.100.1"), ip("10.0.0.100"), &unknown[14..]);
+    fixture::check(prog.program()?, &Fixture { name: "too big, unknown flow", input: icmp, verdict: XDP_PASS, output: None })?;
+    assert_eq!(count(&prog, Reason::PassIcmpNoFlow), 1);
+    Ok(())
+}
+
+#[test]
+fn fragments_options_and_extension_headers_to_a_vip_are_dropped_with_a_reason() -> Result<()> {
+    let mut prog = load(&desired())?;
+    let base = frames::tcp(&seg("192.0.2.40", 40050, "10.0.0.100", 80));
+    let mut frag = base.clone();
+    frag[20] |= 0x20; // MF
+    frames::fix_ipv4_checksum(&mut frag, 14);
+    let mut later_frag = base.clone();
+    later_frag[21] = 0x10; // offset 128 bytes
+    frames::fix_ipv4_checksum(&mut later_frag, 14);
+    let mut non_vip_frag = frames::tcp(&seg("192.0.2.40", 40050, "10.0.0.200", 80));
+    non_vip_frag[20] |= 0x20;
+    frames::fix_ipv4_checksum(&mut non_vip_frag, 14);
+    // IPv4 with 4 bytes of options (NOP NOP NOP EOL).
+    let mut opts = base[..34].to_vec();
+    opts.extend_from_slice(&[1, 1, 1, 0]);
+    opts.extend_from_slice(&base[34..]);
+    opts[14] = 0x46;
+    let tot = u16::from_be_bytes([opts[16], opts[17]]) + 4;
+    opts[16..18].copy_from_slice(&tot.to_be_bytes());
+    frames::fix_ipv4_checksum(&mut opts, 14);
+    // IPv6 with a hop-by-hop header in front of TCP.
+    let v6 = frames::tcp(&seg("2001:db8::40", 40051, "fd00::100", 80));
+    let mut ext = v6[..54].to_vec();
+    ext[20] = 0; // next header: hop-by-hop
+    ext.extend_from_slice(&[6, 0, 1, 4, 0, 0, 0, 0]);
+    ext.extend_from_slice(&v6[54..]);
+    let plen = u16::from_be_bytes([ext[18], ext[19]]) + 8;
+    ext[18..20].copy_from_slice(&plen.to_be_bytes());
+
+    let table = [
+        Fixture { name: "first fragment to a VIP", input: frag, verdict: XDP_DROP, output: None },
+        Fixture { name: "later fragment to a VIP", input: later_frag, verdict: XDP_DROP, output: None },
+        Fixture { name: "fragment to a non-VIP", input: non_vip_frag, verdict: XDP_PASS, output: None },
+        Fixture { name: "ipv4 options to a VIP", input: opts, verdict: XDP_DROP, output: None },
+        Fixture { name: "ipv6 hop-by-hop to a VIP", input: ext, verdict: XDP_DROP, output: None },
+    ];
+    for f in &table {
+        fixture::check(prog.program()?, f)?;
+    }
+    assert_eq!(count(&prog, Reason::DropFragment), 2);
+    assert_eq!(count(&prog, Reason::DropIpv4Options), 1);
+    assert_eq!(count(&prog, Reason::DropIpv6ExtHeader), 1);
+    Ok(())
+}
+
+#[test]
+fn truncated_frames_at_every_header_boundary() -> Result<()> {
+    let mut prog = load(&desired())?;
+    for (frame, l3, l4) in [
+        (frames::tcp(&seg("192.0.2.50", 40060, "10.0.0.100", 80)), 14, 34),
+        (frames::tcp(&seg("2001:db8::50", 40061, "fd00::100", 80)), 14, 54),
+    ] {
+        for len in 14..frame.len() {
+            let cut = &frame[..len];
+            let out = run_once(prog.program()?, cut)?;
+            let (want, why) = if len < l3 + if l4 == 34 { 20 } else { 40 } {
+                (XDP_PASS, "IP header cut: the kernel decides")
+            } else if len < l4 + 4 {
+                (XDP_DROP, "ports cut on a VIP-bound packet")
+            } else {
+                (XDP_TX, "DR needs nothing past the ports")
+            };
+            assert_eq!(out.verdict, want, "{len}-byte frame: expected {why}");
+        }
+    }
+    // NAT must rewrite the L4 checksum, so it needs the whole L4 header.
+    let nat = frames::tcp(&seg("192.0.2.50", 40062, "10.0.0.102", 80));
+    let out = run_once(prog.program()?, &nat[..34 + 10])?;
+    assert_eq!(out.verdict, XDP_DROP, "NAT of a TCP header cut before its checksum");
+    assert!(count(&prog, Reason::PassTruncated) > 0 && count(&prog, Reason::DropTruncatedL4) > 0);
+    Ok(())
+}
+
+#[test]
+fn sorry_server_takes_over_when_no_real_is_usable_else_drop() -> Result<()> {
+    let mut prog = load(&desired())?;
+    let sorry = frames::tcp(&seg("192.0.2.60", 40070, "10.0.0.104", 80));
+    let want = frames::with_macs(&sorry, mac_for(ip("10.0.1.99")), OUR_MAC);
+    fixture::check(prog.program()?, &Fixture { name: "sorry server", input: sorry, verdict: XDP_TX, output: Some(want) })?;
+    let none = frames::tcp(&seg("192.0.2.60", 40071, "10.0.0.105", 80));
+    fixture::check(prog.program()?, &Fixture { name: "no usable real", input: none, verdict: XDP_DROP, output: None })?;
+    assert_eq!(count(&prog, Reason::DropNoReal), 1);
+    Ok(())
+}
+
+#[test]
+fn a_port_zero_service_takes_every_port_of_its_vip() -> Result<()> {
+    let mut prog = load(&desired())?;
+    for port in [1u16, 443, 8443, 65535] {
+        let f = frames::tcp(&seg("192.0.2.70", 40080, "10.0.0.106", port));
+        let want = frames::with_macs(&f, mac_for(ip("10.0.1.51")), OUR_MAC);
+        fixture::check(prog.program()?, &Fixture { name: "all-ports service", input: f, verdict: XDP_TX, output: Some(want) })?;
+    }
+    Ok(())
+}
+
+#[test]
+fn removing_a_service_makes_its_vip_traffic_pass_again() -> Result<()> {
+    let mut state = desired();
+    let mut prog = load(&state)?;
+    state.services.retain(|s| s.addr.vip != ip("10.0.0.106"));
+    let report = prog.apply(&state)?;
+    assert_eq!(report.services_removed, 1);
+    let f = frames::tcp(&seg("192.0.2.70", 40081, "10.0.0.106", 80));
+    fixture::check(prog.program()?, &Fixture { name: "removed service", input: f, verdict: XDP_PASS, output: None })?;
+    // Re-applying the same state changes nothing.
+    assert_eq!(prog.apply(&state)?, Default::default());
+    Ok(())
+}
