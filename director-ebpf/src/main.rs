@@ -28,3 +28,10 @@ fn panic(_info: &core::panic::PanicInfo) -> ! {
 #[unsafe(link_section = "license")]
 #[unsafe(no_mangle)]
 static LICENSE: [u8; 13] = *b"Dual MIT/GPL\0";
+
+/// Does nothing but XDP_TX: the benchmark baseline, run the same way as
+/// `director_xdp`, so figures can be read as "cost over an empty program".
+#[xdp]
+pub fn baseline_xdp_tx(_ctx: XdpContext) -> u32 {
+    aya_ebpf::bindings::xdp_action::XDP_TX
+}

@@ -8,8 +8,7 @@ use aya_ebpf::{
 use director_common::{
     lb::{
         Conn, DEFAULT_MAX_CONNS, DEFAULT_RING_SIZE, FlowKey, MAX_REALS, MAX_SERVICE_KEYS,
-        MAX_SERVICES, NatReply, Persist, PersistKey, Real, Service, ServiceKey, Settings,
-        TrafficCounter,
+        MAX_SERVICES, Persist, PersistKey, Real, Service, ServiceKey, TrafficCounter,
     },
     stats::{Counter, Reason},
 };
@@ -33,16 +32,15 @@ pub static RINGS: Array<u32> = Array::with_max_entries(MAX_SERVICES * DEFAULT_RI
 #[map]
 pub static REALS: Array<Real> = Array::with_max_entries(MAX_REALS, 0);
 
-/// Flow → real server. One global LRU rather than per-CPU: a NAT reply
-/// arrives on another interface, often on another CPU, and a flow must keep
-/// its server when RSS moves it; see the README's measurements.
+/// Flow → real server, and NAT reply flow → translation back. One table
+/// that every CPU sees, not per-CPU tables: a NAT reply arrives on another
+/// interface, often on another CPU, and a flow must keep its server when RSS
+/// moves it. The LRU lists are per CPU (BPF_F_NO_COMMON_LRU), which keeps
+/// inserts off a shared lock; the README has the measurements.
 #[map]
-pub static CONNS: LruHashMap<FlowKey, Conn> = LruHashMap::with_max_entries(DEFAULT_MAX_CONNS, 0);
+pub static CONNS: LruHashMap<FlowKey, Conn> = LruHashMap::with_max_entries(DEFAULT_MAX_CONNS, BPF_F_NO_COMMON_LRU);
 
-/// Reply flow (real → client) → what to translate it back to.
-#[map]
-pub static NAT_REPLIES: LruHashMap<FlowKey, NatReply> =
-    LruHashMap::with_max_entries(DEFAULT_MAX_CONNS, 0);
+const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
 
 /// (service, masked client) → real, for persistence_timeout.
 #[map]
@@ -53,9 +51,6 @@ pub static SERVICE_STATS: PerCpuArray<TrafficCounter> = PerCpuArray::with_max_en
 
 #[map]
 pub static REAL_STATS: PerCpuArray<TrafficCounter> = PerCpuArray::with_max_entries(MAX_REALS, 0);
-
-#[map]
-pub static SETTINGS: Array<Settings> = Array::with_max_entries(1, 0);
 
 /// Slots per ring; userspace patches it at load time.
 #[unsafe(no_mangle)]

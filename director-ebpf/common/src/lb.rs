@@ -12,12 +12,10 @@ pub mod maps {
     pub const RINGS: &str = "RINGS";
     pub const REALS: &str = "REALS";
     pub const CONNS: &str = "CONNS";
-    pub const NAT_REPLIES: &str = "NAT_REPLIES";
     pub const PERSIST: &str = "PERSIST";
     pub const STATS: &str = "STATS";
     pub const SERVICE_STATS: &str = "SERVICE_STATS";
     pub const REAL_STATS: &str = "REAL_STATS";
-    pub const SETTINGS: &str = "SETTINGS";
 }
 
 /// Globals patched at load time (aya `EbpfLoader::set_global`).
@@ -113,6 +111,9 @@ pub struct Real {
     pub flags: u32,
     /// Outer source address for TUN.
     pub tun_src: [u32; 4],
+    /// Changes whenever this slot is given to another server, so a
+    /// connection pinned to the slot's previous owner is recognised as stale.
+    pub generation: u32,
 }
 
 /// A flow as the client sent it. Ports are network byte order.
@@ -129,27 +130,32 @@ pub struct FlowKey {
     pub _pad: [u8; 2],
 }
 
-/// Connection-table value: the real server a flow is pinned to.
+/// `Conn::kind`
+pub const CONN_FORWARD: u8 = 0;
+/// A NAT real server's reply flow, to be translated back to the VIP.
+pub const CONN_NAT_REPLY: u8 = 1;
+
+/// Connection-table value. Both directions of a NAT flow live in the one
+/// table, so any established packet costs a single hash lookup.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Conn {
+    /// The real server (REALS index) the flow is pinned to.
     pub real: u32,
+    /// Its service (SERVICE_STATS index).
     pub service: u32,
-}
-
-/// Reverse NAT: keyed by the reply's FlowKey (real → client), it says what
-/// the client expects to see and where to send it.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NatReply {
+    /// `Real::generation` when pinned; a mismatch means the real is gone.
+    pub generation: u32,
+    pub kind: u8,
+    pub _pad: [u8; 3],
+    /// CONN_NAT_REPLY only: what the client expects to see, and the hop its
+    /// packets came from (`client_mac`) on `ifindex`, where we are `our_mac`.
     pub vip: [u32; 4],
     pub vport: u16,
-    /// The hop the client's packets came from, and our MAC they were sent to.
     pub client_mac: [u8; 6],
     pub our_mac: [u8; 6],
-    pub _pad: [u8; 2],
+    pub _pad2: [u8; 2],
     pub ifindex: u32,
-    pub _pad2: u32,
 }
 
 #[repr(C)]
@@ -167,15 +173,6 @@ pub struct Persist {
     pub last_ns: u64,
 }
 
-/// SETTINGS[0]: switches userspace flips at run time.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Settings {
-    /// Non-zero when some service uses NAT, so replies are looked up.
-    pub nat_enabled: u32,
-    pub _pad: u32,
-}
-
 /// Per service or per real, per CPU.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -190,13 +187,11 @@ const _: () = {
     use core::mem::size_of;
     assert!(size_of::<ServiceKey>() == 20);
     assert!(size_of::<Service>() == 40);
-    assert!(size_of::<Real>() == 56);
+    assert!(size_of::<Real>() == 60);
     assert!(size_of::<FlowKey>() == 40);
-    assert!(size_of::<Conn>() == 8);
-    assert!(size_of::<NatReply>() == 40);
+    assert!(size_of::<Conn>() == 52);
     assert!(size_of::<PersistKey>() == 20);
     assert!(size_of::<Persist>() == 16);
-    assert!(size_of::<Settings>() == 8);
     assert!(size_of::<TrafficCounter>() == 24);
 };
 
@@ -209,9 +204,7 @@ mod pod {
     unsafe impl aya::Pod for Real {}
     unsafe impl aya::Pod for FlowKey {}
     unsafe impl aya::Pod for Conn {}
-    unsafe impl aya::Pod for NatReply {}
     unsafe impl aya::Pod for PersistKey {}
     unsafe impl aya::Pod for Persist {}
-    unsafe impl aya::Pod for Settings {}
     unsafe impl aya::Pod for TrafficCounter {}
 }

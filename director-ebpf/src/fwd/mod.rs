@@ -15,7 +15,7 @@ pub mod tun;
 
 use aya_ebpf::{bindings::xdp_action, helpers::bpf_redirect, programs::XdpContext};
 use director_common::{
-    lb::{Real, method},
+    lb::{Conn, Real, method},
     stats::Reason,
 };
 
@@ -24,8 +24,10 @@ use crate::{
     net::{Packet, hdr::Eth, parse::Parsed},
 };
 
+/// `new` is the connection-table entry just created for a new flow (NAT
+/// adds the reverse entry next to it).
 #[inline(always)]
-pub fn forward(ctx: &XdpContext, pkt: &Packet, p: &Parsed, real: &Real, new: bool) -> Verdict {
+pub fn forward(ctx: &XdpContext, pkt: &Packet, p: &Parsed, real: &Real, new: Option<&Conn>) -> Verdict {
     match real.method {
         method::TUN => tun::encap(ctx, p, real),
         method::NAT => nat::dnat(ctx, pkt, p, real, new),

@@ -9,14 +9,14 @@
 use aya_ebpf::programs::XdpContext;
 use director_common::{
     csum,
-    lb::{FlowKey, NatReply, PROTO_TCP, PROTO_UDP, Real},
+    lb::{CONN_NAT_REPLY, Conn, FlowKey, PROTO_TCP, PROTO_UDP, Real},
     stats::Reason,
 };
 
 use super::{send, set_macs};
 use crate::{
     lb::Verdict,
-    maps::NAT_REPLIES,
+    maps::CONNS,
     net::{
         Packet,
         hdr::{Eth, Ipv4, Ipv6, Ports, TCP_CHECK_OFF, UDP_CHECK_OFF},
@@ -25,14 +25,14 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn dnat(ctx: &XdpContext, pkt: &Packet, p: &Parsed, real: &Real, new: bool) -> Verdict {
+pub fn dnat(ctx: &XdpContext, pkt: &Packet, p: &Parsed, real: &Real, new: Option<&Conn>) -> Verdict {
     let Some(eth) = pkt.ptr::<Eth>(0) else { return Verdict::drop(Reason::DropTruncatedL4) };
     let (client_mac, our_mac) = unsafe { ((*eth).src, (*eth).dst) };
     let port = if real.port != 0 { real.port } else { p.key.dport };
     if rewrite(pkt, p, Side::Dst, &real.addr, port).is_none() {
         return Verdict::drop(Reason::DropTruncatedL4);
     }
-    if new {
+    if let Some(conn) = new {
         let reply = FlowKey {
             src: real.addr,
             dst: p.key.src,
@@ -42,16 +42,16 @@ pub fn dnat(ctx: &XdpContext, pkt: &Packet, p: &Parsed, real: &Real, new: bool) 
             family: p.key.family,
             _pad: [0; 2],
         };
-        let back = NatReply {
+        let back = Conn {
+            kind: CONN_NAT_REPLY,
             vip: p.key.dst,
             vport: p.key.dport,
             client_mac,
             our_mac,
-            _pad: [0; 2],
             ifindex: ctx.ingress_ifindex() as u32,
-            _pad2: 0,
+            ..*conn
         };
-        let _ = NAT_REPLIES.insert(&reply, &back, 0);
+        let _ = CONNS.insert(&reply, &back, 0);
     }
     if set_macs(pkt, &real.mac, &real.src_mac).is_none() {
         return Verdict::drop(Reason::DropTruncatedL4);
@@ -59,17 +59,15 @@ pub fn dnat(ctx: &XdpContext, pkt: &Packet, p: &Parsed, real: &Real, new: bool) 
     send(ctx, real.ifindex, Reason::FwdNat)
 }
 
-/// A packet that is not for a service may be a real server's reply.
+/// A NAT real server's reply (`back` is its CONN_NAT_REPLY entry).
 #[inline(always)]
-pub fn reply(ctx: &XdpContext, pkt: &Packet, p: &Parsed) -> Option<Verdict> {
-    // SAFETY: map values live as long as the program run.
-    let back = unsafe { NAT_REPLIES.get(&p.key) }?;
+pub fn reply(ctx: &XdpContext, pkt: &Packet, p: &Parsed, back: &Conn) -> Verdict {
     if rewrite(pkt, p, Side::Src, &back.vip, back.vport).is_none()
         || set_macs(pkt, &back.client_mac, &back.our_mac).is_none()
     {
-        return Some(Verdict::drop(Reason::DropTruncatedL4));
+        return Verdict::drop(Reason::DropTruncatedL4);
     }
-    Some(send(ctx, back.ifindex, Reason::FwdNatReply))
+    send(ctx, back.ifindex, Reason::FwdNatReply)
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -9,7 +9,7 @@ use director_common::{
     stats::Reason,
 };
 
-use super::{Verdict, real};
+use super::{Verdict, pinned};
 use crate::{
     fwd,
     maps::CONNS,
@@ -74,13 +74,13 @@ pub fn steer(ctx: &XdpContext, pkt: &Packet, p: &Parsed) -> Verdict {
     let Some(conn) = (unsafe { CONNS.get(&key) }) else {
         return Verdict::pass(Reason::PassIcmpNoFlow);
     };
-    let Some(r) = real(conn.real) else { return Verdict::pass(Reason::PassIcmpNoFlow) };
+    let Some(r) = pinned(conn) else { return Verdict::pass(Reason::PassIcmpNoFlow) };
     // A NAT real server would need the quoted packet translated too; the
     // kernel's own ICMP handling is the safer answer there.
     if r.method == method::NAT {
         return Verdict::pass(Reason::PassIcmpNoFlow);
     }
-    let mut v = fwd::forward(ctx, pkt, p, r, false);
+    let mut v = fwd::forward(ctx, pkt, p, r, None);
     if v.reason == Reason::FwdDr || v.reason == Reason::FwdTun {
         v.reason = Reason::FwdIcmpError;
     }

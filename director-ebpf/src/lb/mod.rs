@@ -6,13 +6,13 @@ mod schedule;
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use director_common::{
-    lb::{Conn, FlowKey, PROTO_TCP, PROTO_UDP, REAL_PRESENT, Real, Service, ServiceKey},
+    lb::{CONN_NAT_REPLY, Conn, FlowKey, PROTO_TCP, PROTO_UDP, REAL_PRESENT, Real, Service, ServiceKey},
     stats::Reason,
 };
 
 use crate::{
     fwd,
-    maps::{CONNS, REALS, SERVICES, SETTINGS, VIPS},
+    maps::{CONNS, REALS, SERVICES, VIPS},
     net::{
         Packet,
         parse::{Parsed, is_icmp, parse, ports},
@@ -54,13 +54,19 @@ pub fn process(ctx: &XdpContext) -> Verdict {
                 Verdict::pass(Reason::PassTruncated)
             };
         }
-        if let Some(svc) = find_service(&p.key) {
-            return to_service(ctx, &pkt, &p, svc);
-        }
-        if nat_enabled() {
-            if let Some(v) = fwd::nat::reply(ctx, &pkt, &p) {
-                return v;
+        // Established flows first: one lookup for either direction.
+        // SAFETY: map values live as long as the program run.
+        if let Some(c) = unsafe { CONNS.get(&p.key) } {
+            if let Some(r) = pinned(c) {
+                if c.kind == CONN_NAT_REPLY {
+                    return fwd::nat::reply(ctx, &pkt, &p, c);
+                }
+                stats::traffic(c.service, c.real, pkt.len(), false);
+                return fwd::forward(ctx, &pkt, &p, r, None);
             }
+        }
+        if let Some(svc) = find_service(&p.key) {
+            return new_flow(ctx, &pkt, &p, svc);
         }
         return Verdict::pass(Reason::PassNotService);
     }
@@ -97,32 +103,26 @@ fn is_vip(key: &FlowKey) -> bool {
 }
 
 #[inline(always)]
-fn nat_enabled() -> bool {
-    SETTINGS.get(0).is_some_and(|s| s.nat_enabled != 0)
-}
-
-#[inline(always)]
 pub fn real(id: u32) -> Option<&'static Real> {
     REALS.get(id).filter(|r| r.flags & REAL_PRESENT != 0)
 }
 
-/// A packet for a service: the connection table first, else schedule.
+/// The real a connection is pinned to, if it is still the same server.
 #[inline(always)]
-fn to_service(ctx: &XdpContext, pkt: &Packet, p: &Parsed, svc: &Service) -> Verdict {
-    // SAFETY: as above.
-    let pinned = unsafe { CONNS.get(&p.key) }.and_then(|c| real(c.real).map(|r| (c.real, r)));
-    let (id, r, new) = match pinned {
-        Some((id, r)) => (id, r, false),
-        None => {
-            let id = match schedule::pick(svc, &p.key) {
-                Ok(id) => id,
-                Err(reason) => return Verdict::drop(reason),
-            };
-            let Some(r) = real(id) else { return Verdict::drop(Reason::DropBadReal) };
-            let _ = CONNS.insert(&p.key, &Conn { real: id, service: svc.id }, 0);
-            (id, r, true)
-        }
+pub fn pinned(c: &Conn) -> Option<&'static Real> {
+    real(c.real).filter(|r| r.generation == c.generation)
+}
+
+/// The first packet of a flow (or the first after its entry went stale).
+#[inline(always)]
+fn new_flow(ctx: &XdpContext, pkt: &Packet, p: &Parsed, svc: &Service) -> Verdict {
+    let id = match schedule::pick(svc, &p.key) {
+        Ok(id) => id,
+        Err(reason) => return Verdict::drop(reason),
     };
-    stats::traffic(svc.id, id, pkt.len(), new);
-    fwd::forward(ctx, pkt, p, r, new)
+    let Some(r) = real(id) else { return Verdict::drop(Reason::DropBadReal) };
+    let conn = Conn { real: id, service: svc.id, generation: r.generation, ..Default::default() };
+    let _ = CONNS.insert(&p.key, &conn, 0);
+    stats::traffic(svc.id, id, pkt.len(), true);
+    fwd::forward(ctx, pkt, p, r, Some(&conn))
 }

@@ -13,7 +13,7 @@ use std::{
 
 use director_common::lb::{
     MAX_REALS, MAX_SERVICES, NO_REAL, PROTO_TCP, PROTO_UDP, REAL_PRESENT, Real, SVC_PERSISTENT,
-    Service, ServiceKey, Settings, maps, method,
+    Service, ServiceKey, maps, method,
 };
 
 use super::{Maps, XdpError};
@@ -41,6 +41,8 @@ pub(super) struct Applied {
     services: BTreeMap<ServiceAddr, AppliedService>,
     free_rings: VecDeque<u32>,
     free_reals: VecDeque<u32>,
+    /// Last `Real::generation` handed out.
+    generation: u32,
 }
 
 struct AppliedService {
@@ -56,6 +58,7 @@ impl Applied {
             services: BTreeMap::new(),
             free_rings: (0..MAX_SERVICES).collect(),
             free_reals: (0..MAX_REALS).collect(),
+            generation: 0,
         }
     }
 
@@ -90,12 +93,6 @@ impl Applied {
             }
         }
         self.sync_vips(maps)?;
-        let nat = wanted.values().any(|s| {
-            s.reals.iter().chain(s.sorry.iter()).any(|r| r.method == Method::Nat)
-        });
-        maps.settings
-            .set(0, Settings { nat_enabled: nat as u32, _pad: 0 }, 0)
-            .map_err(|source| XdpError::Map { name: maps::SETTINGS, source })?;
         Ok(report)
     }
 
@@ -172,15 +169,15 @@ impl Applied {
         for r in &spec.reals {
             let key = (r.addr, r.port);
             keep.insert(key);
-            let value = real_value(r);
-            let id = match svc.ids.reals.get(&key) {
-                Some(&id) => id,
-                None => {
+            let (id, generation) = match (svc.ids.reals.get(&key), svc.reals.get(&key)) {
+                (Some(&id), Some(old)) => (id, old.generation),
+                _ => {
                     let id = self.free_reals.pop_front().ok_or_else(|| invalid("no free real-server id".into()))?;
                     svc.ids.reals.insert(key, id);
-                    id
+                    (id, self.next_generation())
                 }
             };
+            let value = real_value(r, generation);
             if svc.reals.get(&key) != Some(&value) {
                 write_real(maps, id, value)?;
                 svc.reals.insert(key, value);
@@ -192,15 +189,16 @@ impl Applied {
         let mut retire = Vec::new();
         let sorry_id = match &spec.sorry {
             Some(r) => {
-                let value = real_value(r);
                 let same = svc.sorry.as_ref().is_some_and(|(a, p, _)| (*a, *p) == (r.addr, r.port));
-                let id = match svc.ids.sorry {
-                    Some(id) if same => id,
-                    old => {
+                let (id, generation) = match (svc.ids.sorry, &svc.sorry) {
+                    (Some(id), Some((_, _, old))) if same => (id, old.generation),
+                    (old, _) => {
                         retire.extend(old);
-                        self.free_reals.pop_front().ok_or_else(|| invalid("no free real-server id".into()))?
+                        let id = self.free_reals.pop_front().ok_or_else(|| invalid("no free real-server id".into()))?;
+                        (id, self.next_generation())
                     }
                 };
+                let value = real_value(r, generation);
                 if !same || svc.sorry.as_ref().map(|s| s.2) != Some(value) {
                     write_real(maps, id, value)?;
                     svc.sorry = Some((r.addr, r.port, value));
@@ -278,6 +276,12 @@ impl Applied {
         }
         self.free_rings.push_back(svc.ids.ring);
         Ok(())
+    }
+
+    fn next_generation(&mut self) -> u32 {
+        // Zero is never handed out, so a zeroed (retired) slot never matches.
+        self.generation = self.generation.wrapping_add(1).max(1);
+        self.generation
     }
 
     fn retire_real(&mut self, maps: &mut Maps, id: u32) -> Result<(), XdpError> {
@@ -372,7 +376,7 @@ fn vip_key(a: &ServiceAddr) -> ServiceKey {
     ServiceKey { addr: addr_words(a.vip), port: 0, proto: 0, family: family(a.vip) }
 }
 
-fn real_value(r: &RealSpec) -> Real {
+fn real_value(r: &RealSpec, generation: u32) -> Real {
     Real {
         addr: addr_words(r.addr),
         port: r.port.to_be(),
@@ -387,6 +391,7 @@ fn real_value(r: &RealSpec) -> Real {
         ifindex: r.next_hop.ifindex,
         flags: REAL_PRESENT,
         tun_src: r.next_hop.tun_src.map(addr_words).unwrap_or_default(),
+        generation,
     }
 }
 

@@ -12,8 +12,8 @@ use aya::{
 };
 use director_common::{
     lb::{
-        Conn, DEFAULT_MAX_CONNS, DEFAULT_RING_SIZE, FlowKey, MAX_SERVICES, NatReply, Persist,
-        PersistKey, Real, Service, ServiceKey, Settings, TrafficCounter, globals, maps,
+        Conn, DEFAULT_MAX_CONNS, DEFAULT_RING_SIZE, FlowKey, MAX_SERVICES, Persist, PersistKey,
+        Real, Service, ServiceKey, TrafficCounter, globals, maps,
     },
     stats::{Counter, Reason},
 };
@@ -71,7 +71,7 @@ impl fmt::Display for AttachMode {
 pub struct LoadOptions {
     /// Slots per Maglev ring; must be prime.
     pub ring_size: u32,
-    /// Connection-table entries (and NAT reply entries).
+    /// Connection-table entries (a NAT flow takes two).
     pub max_conns: u32,
 }
 
@@ -88,12 +88,10 @@ pub struct Maps {
     pub rings: Array<MapData, u32>,
     pub reals: Array<MapData, Real>,
     pub conns: HashMap<MapData, FlowKey, Conn>,
-    pub nat_replies: HashMap<MapData, FlowKey, NatReply>,
     pub persist: HashMap<MapData, PersistKey, Persist>,
     pub stats: PerCpuArray<MapData, Counter>,
     pub service_stats: PerCpuArray<MapData, TrafficCounter>,
     pub real_stats: PerCpuArray<MapData, TrafficCounter>,
-    pub settings: Array<MapData, Settings>,
 }
 
 /// The loaded program and its maps. Dropping it detaches every link.
@@ -119,7 +117,6 @@ impl XdpProgram {
             .override_global(globals::RING_SIZE, &opts.ring_size, true)
             .map_max_entries(maps::RINGS, MAX_SERVICES * opts.ring_size)
             .map_max_entries(maps::CONNS, opts.max_conns)
-            .map_max_entries(maps::NAT_REPLIES, opts.max_conns)
             .load(PROGRAM_OBJECT)?;
         xdp_mut(&mut ebpf)?.load()?;
         let maps = Maps {
@@ -128,12 +125,10 @@ impl XdpProgram {
             rings: take(&mut ebpf, maps::RINGS)?,
             reals: take(&mut ebpf, maps::REALS)?,
             conns: take(&mut ebpf, maps::CONNS)?,
-            nat_replies: take(&mut ebpf, maps::NAT_REPLIES)?,
             persist: take(&mut ebpf, maps::PERSIST)?,
             stats: take(&mut ebpf, maps::STATS)?,
             service_stats: take(&mut ebpf, maps::SERVICE_STATS)?,
             real_stats: take(&mut ebpf, maps::REAL_STATS)?,
-            settings: take(&mut ebpf, maps::SETTINGS)?,
         };
         Ok(XdpProgram { ebpf, maps, ring_size: opts.ring_size, applied: Applied::new() })
     }
