@@ -97,6 +97,10 @@ use std::collections::BinaryHeap;
 
 pub use director_common::lb::DEFAULT_RING_SIZE;
 
+/// Value of a slot that has no usable server (no backend has weight > 0):
+/// the program's NO_REAL.
+pub const EMPTY: u32 = director_common::lb::NO_REAL;
+
 /// Smallest ring: with `M = 2` every permutation would have skip 1.
 pub const MIN_RING_SIZE: u32 = 3;
 /// Largest ring accepted (64 MiB of `u32` slots), so that a bad size is an

@@ -29,9 +29,11 @@ pub fn plan(sched: &str) -> Option<Plan> {
     use Weights::*;
     let p = |hash_by, weights, note| Some(Plan { hash_by, weights, note });
     match sched {
-        "rr" => p(hash_by::FLOW, Equal, Some("rr is per-flow consistent hashing with equal shares: balanced over many flows, not strictly in turn")),
-        "wrr" => p(hash_by::FLOW, Proportional, Some("wrr is weighted consistent hashing per flow: shares follow the weights over many flows, not strictly in turn")),
-        "lc" | "wlc" | "sed" | "nq" => p(hash_by::FLOW, Proportional, Some("least-connection scheduling needs per-server connection counts that XDP does not keep; weighted consistent hashing is used instead (use `director_dataplane ipvs` for exact behaviour)")),
+        // Per-flow consistent hashing gives the same shares over many
+        // flows, just not strictly in turn: no warning for that.
+        "rr" => p(hash_by::FLOW, Equal, None),
+        "wrr" => p(hash_by::FLOW, Proportional, None),
+        "lc" | "wlc" | "sed" | "nq" => p(hash_by::FLOW, Proportional, Some("least-connection scheduling needs per-server connection counts that XDP does not keep; weighted consistent hashing is used instead (exact behaviour needs the IPVS data plane, which is not available yet)")),
         "sh" => p(hash_by::SOURCE, Proportional, None),
         "mh" => p(hash_by::SOURCE, Proportional, None),
         "dh" => p(hash_by::DEST, Proportional, None),
@@ -56,10 +58,10 @@ mod tests {
 
     #[test]
     fn exact_schedulers_have_no_note_and_approximations_do() {
-        for s in ["sh", "mh", "dh", "fo"] {
+        for s in ["rr", "wrr", "sh", "mh", "dh", "fo"] {
             assert_eq!(plan(s).unwrap().note, None, "{s}");
         }
-        for s in ["rr", "wrr", "lc", "wlc", "sed", "nq", "ovf", "lblc", "lblcr"] {
+        for s in ["lc", "wlc", "sed", "nq", "ovf", "lblc", "lblcr"] {
             assert!(plan(s).unwrap().note.is_some(), "{s}");
         }
     }

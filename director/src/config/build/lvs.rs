@@ -206,6 +206,7 @@ pub fn virtual_server(cx: &mut Cx, node: &Node, config: &mut Config) {
     let mut sorry: Option<(IpAddr, Option<u16>)> = None;
     let (mut sorry_inhibit, mut sorry_method) = (false, None);
     let mut rs_nodes = Vec::new();
+    let mut sched_pos = None;
     for n in cx.body(node) {
         let Some(kw) = cx.keyword(Ctx::VirtualServer, n) else {
             continue;
@@ -216,6 +217,7 @@ pub fn virtual_server(cx: &mut Cx, node: &Node, config: &mut Config) {
         match kw.as_ref() {
             "real_server" => rs_nodes.push(n),
             "lvs_sched" => {
+                sched_pos = Some(n.pos.clone());
                 cx.no_block(n);
                 cx.no_args(n, 1);
                 if let Some(a) = cx.arg(n, 0, "a scheduler name") {
@@ -291,6 +293,7 @@ pub fn virtual_server(cx: &mut Cx, node: &Node, config: &mut Config) {
         VsKey::Addr { port, .. } => *port,
         _ => 0,
     };
+    xdp_differences(cx, &vs, &label, sched_pos.as_ref(), &node.pos, matches!(key, Some(VsKey::Fwmark(_))));
     let by_address = matches!(vs.key, VsKey::Addr { .. } | VsKey::Group(_));
     if !protocol_set && by_address {
         let msg = format!(
@@ -890,5 +893,29 @@ mod tests {
         assert_eq!(status_range("200-299"), Some((200, 299)));
         assert_eq!(status_range("299-200"), None);
         assert_eq!(status_range("99"), None);
+    }
+}
+
+/// Where the XDP data plane will not do what IPVS would with this service,
+/// the operator hears it from `--config-test`, at the line that decides it.
+fn xdp_differences(cx: &mut Cx, vs: &VirtualServer, label: &str, sched_at: Option<&Pos>, vs_at: &Pos, fwmark: bool) {
+    if let Some(note) = crate::dataplane::sched::plan(&vs.lvs_sched).and_then(|p| p.note) {
+        let msg = match sched_at {
+            Some(_) => format!("`{label}`: lvs_sched {}: {note}", vs.lvs_sched),
+            None => format!("`{label}` has no lvs_sched, so keepalived's default {}: {note}", vs.lvs_sched),
+        };
+        cx.diags.warn(sched_at.unwrap_or(vs_at), msg);
+    }
+    if fwmark {
+        cx.diags.warn(
+            vs_at,
+            format!("`{label}`: firewall marks are set by netfilter, after XDP has run, so the XDP data plane cannot see them; this service needs the IPVS data plane, which is not available yet"),
+        );
+    }
+    if vs.protocol == Protocol::Sctp {
+        cx.diags.warn(
+            vs_at,
+            format!("`{label}`: the XDP data plane forwards TCP and UDP only; this SCTP service needs the IPVS data plane, which is not available yet"),
+        );
     }
 }
