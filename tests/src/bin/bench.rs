@@ -125,7 +125,7 @@ fn xdp() -> Result<()> {
     let any = flows("10.0.0.100", 1);
     println!("bench baseline_xdp_tx ns_per_pkt={:.0}", time(base, &any, 3)?);
 
-    let mut prog = XdpProgram::load_with(LoadOptions { ring_size: 65537, max_conns: if std::env::var_os("BENCH_SMALL").is_some() { 1 << 17 } else { 2 * PREFILL } })?;
+    let mut prog = XdpProgram::load_with(LoadOptions { ring_size: 65537, max_conns: 2 * PREFILL })?;
     let desired = DesiredState {
         services: vec![
             service("10.0.0.100", Method::Dr, 80),
@@ -143,10 +143,6 @@ fn xdp() -> Result<()> {
             println!("bench {name}_lru_miss ns_per_pkt={miss:.0}");
         }
         // Hits: flows now in the table, after the table is full.
-        if std::env::var_os("BENCH_EXPLORE").is_some() {
-            eprintln!("explore {name}: hit 1 flow before prefill {:.0}", time(prog.program()?, &fresh[..1], verdict)?);
-            eprintln!("explore {name}: hit 1000 flows before prefill {:.0}", time(prog.program()?, &fresh[..1000], verdict)?);
-        }
         if name == "dr" {
             prefill(&mut prog)?;
         }
