@@ -35,12 +35,11 @@ pub static REALS: Array<Real> = Array::with_max_entries(MAX_REALS, 0);
 /// Flow → real server, and NAT reply flow → translation back. One table
 /// that every CPU sees, not per-CPU tables: a NAT reply arrives on another
 /// interface, often on another CPU, and a flow must keep its server when RSS
-/// moves it. The LRU lists are per CPU (BPF_F_NO_COMMON_LRU), which keeps
-/// inserts off a shared lock; the README has the measurements.
+/// moves it. Its LRU is the common one: BPF_F_NO_COMMON_LRU measured no
+/// steady gain here (see README) and splits the capacity per CPU, so a busy
+/// CPU would evict long before the table is full.
 #[map]
-pub static CONNS: LruHashMap<FlowKey, Conn> = LruHashMap::with_max_entries(DEFAULT_MAX_CONNS, BPF_F_NO_COMMON_LRU);
-
-const BPF_F_NO_COMMON_LRU: u32 = 1 << 1;
+pub static CONNS: LruHashMap<FlowKey, Conn> = LruHashMap::with_max_entries(DEFAULT_MAX_CONNS, 0);
 
 /// (service, masked client) → real, for persistence_timeout.
 #[map]
