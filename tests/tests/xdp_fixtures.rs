@@ -75,9 +75,12 @@ fn desired() -> DesiredState {
             svc("fd00::100", 53, Proto::Udp, "wrr", dr6()),
             svc("10.0.0.101", 80, Proto::Tcp, "wlc", vec![real("10.0.1.11", 80, 1, Tun), real("10.0.1.12", 80, 1, Tun)]),
             svc("fd00::101", 80, Proto::Tcp, "wlc", vec![real("fd00:1::11", 80, 1, Tun)]),
+            svc("10.0.0.101", 53, Proto::Udp, "wlc", vec![real("10.0.1.11", 53, 1, Tun)]),
+            svc("fd00::101", 53, Proto::Udp, "wlc", vec![real("fd00:1::11", 53, 1, Tun)]),
             svc("10.0.0.102", 80, Proto::Tcp, "wlc", vec![real("10.0.2.1", 8080, 1, Nat), real("10.0.2.2", 8080, 1, Nat)]),
             svc("10.0.0.102", 53, Proto::Udp, "wlc", vec![real("10.0.2.1", 5353, 1, Nat)]),
             svc("fd00::102", 80, Proto::Tcp, "wlc", vec![real("fd00:2::1", 8080, 1, Nat)]),
+            svc("fd00::102", 53, Proto::Udp, "wlc", vec![real("fd00:2::1", 5353, 1, Nat)]),
             persistent,
             sorry,
             svc("10.0.0.105", 80, Proto::Tcp, "wlc", vec![real("10.0.1.41", 80, 0, Dr)]),
@@ -160,6 +163,8 @@ fn tun_encapsulates_in_ipip_and_ip6ip6() -> Result<()> {
     let addr4 = ServiceAddr { vip: ip("10.0.0.101"), port: 80, proto: Proto::Tcp };
     let r4 = ring_pick(&prog, &addr4, ip("192.0.2.1"), 40020, 0).unwrap();
     let v6 = frames::tcp(&seg("2001:db8::1", 40021, "fd00::101", 80));
+    let u4 = frames::udp(&seg("192.0.2.1", 40022, "10.0.0.101", 53));
+    let u6 = frames::udp(&seg("2001:db8::1", 40023, "fd00::101", 53));
     let table = [
         Fixture {
             name: "tun v4: IPIP to the real server",
@@ -173,11 +178,23 @@ fn tun_encapsulates_in_ipip_and_ip6ip6() -> Result<()> {
             input: v6,
             verdict: XDP_TX,
         },
+        Fixture {
+            name: "tun v4 udp",
+            output: Some(frames::tunnel(mac_for(ip("10.0.1.11")), OUR_MAC, ip("10.0.0.2"), ip("10.0.1.11"), &u4[14..])),
+            input: u4,
+            verdict: XDP_TX,
+        },
+        Fixture {
+            name: "tun v6 udp",
+            output: Some(frames::tunnel(mac_for(ip("fd00:1::11")), OUR_MAC, ip("fd00::2"), ip("fd00:1::11"), &u6[14..])),
+            input: u6,
+            verdict: XDP_TX,
+        },
     ];
     for f in &table {
         fixture::check(prog.program()?, f)?;
     }
-    assert_eq!(count(&prog, Reason::FwdTun), 2);
+    assert_eq!(count(&prog, Reason::FwdTun), 4);
     Ok(())
 }
 
@@ -188,6 +205,7 @@ fn nat_translates_inbound_and_replies_back_to_the_vip() -> Result<()> {
         ("nat v4 tcp", seg("192.0.2.1", 40030, "10.0.0.102", 80), Proto::Tcp, 8080),
         ("nat v4 udp", seg("192.0.2.1", 40031, "10.0.0.102", 53), Proto::Udp, 5353),
         ("nat v6 tcp", seg("2001:db8::1", 40032, "fd00::102", 80), Proto::Tcp, 8080),
+        ("nat v6 udp", seg("2001:db8::1", 40033, "fd00::102", 53), Proto::Udp, 5353),
     ];
     for (name, s, proto, rport) in cases {
         let build = |s: &Seg| if proto == Proto::Tcp { frames::tcp(s) } else { frames::udp(s) };
@@ -205,8 +223,8 @@ fn nat_translates_inbound_and_replies_back_to_the_vip() -> Result<()> {
         let back = build(&Seg { src_mac: OUR_MAC, dst_mac: CLIENT_MAC, src: s.dst, sport: s.dport, dst: s.src, dport: s.sport, vlan: None });
         fixture::check(prog.program()?, &Fixture { name, input: reply, verdict: XDP_TX, output: Some(back) })?;
     }
-    assert_eq!(count(&prog, Reason::FwdNat), 3);
-    assert_eq!(count(&prog, Reason::FwdNatReply), 3);
+    assert_eq!(count(&prog, Reason::FwdNat), 4);
+    assert_eq!(count(&prog, Reason::FwdNatReply), 4);
 
     // A reply for a flow we never saw is not ours.
     let stray = frames::tcp(&Seg { src_mac: mac_for(ip("10.0.2.1")), dst_mac: OUR_MAC, src: ip("10.0.2.1"), sport: 8080, dst: ip("192.0.2.9"), dport: 1, vlan: None });
@@ -309,7 +327,7 @@ fn weight_zero_is_quiescent_existing_flows_continue_new_ones_avoid_it() -> Resul
 fn persistence_holds_within_the_timeout_and_for_the_granularity_then_expires() -> Result<()> {
     let state = desired();
     let mut prog = load(&state)?;
-    let addr = state.services[9].addr;
+    let addr = state.services.iter().find(|s| s.persistence.is_some()).unwrap().addr;
     let c = ip("192.0.2.20");
     let first = send(&mut prog, &frames::tcp(&seg("192.0.2.20", 40000, "10.0.0.103", 443)))?;
     // A second connection whose own hash points elsewhere still goes there.
