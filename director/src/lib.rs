@@ -8,4 +8,6 @@ pub mod config;
 pub mod ctl;
 pub mod daemon;
 pub mod dataplane;
+pub mod metrics;
 pub mod state;
+pub mod status;

@@ -66,11 +66,18 @@ pub fn up() -> Result<()> {
 
     // Restart director so the lab always runs the binary just built.
     stop("dir1");
+    stop("sw");
     let director = root().join("target/debug/director");
+    // A frame XDP_TX'd out of a veth is dropped unless the peer runs XDP
+    // too: a director with no services on the switch port passes them.
+    let sw_sock = format!("{STATE_DIR}/sw.sock");
+    spawn_in(SWITCH, "sw", &director, &["-f", "/dev/null", "--iface", "dir1", "--socket", &sw_sock])?;
+    wait_for_log("sw", "ready", Duration::from_secs(20))?;
     let conf = root().join("conf/director.conf");
-    let args = ["-f", conf.to_str().context("non-UTF-8 path")?, "--iface", "eth0"];
+    let sock = socket();
+    let args = ["-f", conf.to_str().context("non-UTF-8 path")?, "--iface", "eth0", "--socket", &sock];
     spawn("dir1", &director, &args)?;
-    wait_for_log("dir1", "attached", Duration::from_secs(20))?;
+    wait_for_log("dir1", "data plane updated", Duration::from_secs(30))?;
 
     report()
 }
@@ -79,6 +86,7 @@ pub fn down() -> Result<()> {
     for h in HOSTS {
         stop(h.name);
     }
+    stop("sw");
     for name in HOSTS.iter().map(|h| ns(h.name)).chain([SWITCH.to_string()]) {
         if netns_exists(&name) {
             invoke(Command::new("ip").args(["netns", "del", &name]))?;
@@ -101,6 +109,11 @@ fn create_topology() -> Result<()> {
         ip(&["-n", &n, "link", "set", "lo", "up"])?;
         ip(&["-n", &n, "addr", "add", &format!("{}/24", h.addr), "dev", "eth0"])?;
         ip(&["-n", &n, "link", "set", "eth0", "up"])?;
+        if h.name == "client" {
+            // Frames from here are forwarded by XDP without passing a stack
+            // that would complete offloaded checksums.
+            output(Command::new("ip").args(["netns", "exec", &n, "ethtool", "-K", "eth0", "tx", "off"]))?;
+        }
         if h.real_server {
             // LVS-DR real server set-up, exactly as seed 002 does it.
             ip(&["-n", &n, "addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
@@ -133,17 +146,40 @@ fn report() -> Result<()> {
     println!("\nlab: dir1 eth0: {xdp}");
 
     let xtask = std::env::current_exe()?;
+    let get = |addr: &str| {
+        output(Command::new("ip").args(["netns", "exec", &ns("client")]).arg(&xtask).args(["http-get", &format!("{addr}:80")]))
+            .map(|b| b.trim().to_string())
+            .unwrap_or_else(|e| format!("FAILED: {e}"))
+    };
     println!("\nlab: real servers answer the client directly:");
     for h in HOSTS.iter().filter(|h| h.real_server) {
-        let got = output(Command::new("ip").args(["netns", "exec", &ns("client")]).arg(&xtask).args([
-            "http-get",
-            &format!("{}:80", h.addr),
-        ]))
+        println!("  GET http://{}/ -> {}", h.addr, get(h.addr));
+    }
+    // Next hops resolve within a refresh or two of the director starting.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while get(VIP).starts_with("FAILED") && Instant::now() < deadline {
+        sleep(Duration::from_millis(250));
+    }
+    println!("\nlab: 30 requests to the VIP through director (DR, rr):");
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..30 {
+        *seen.entry(get(VIP)).or_insert(0) += 1;
+    }
+    for (who, n) in &seen {
+        println!("  {n:>3} answered by {who}");
+    }
+    let list = output(Command::new(root().join("target/debug/directorctl")).args(["--socket", &socket(), "list", "--stats"]))
         .unwrap_or_else(|e| format!("FAILED: {e}"));
-        println!("  GET http://{}/ -> {}", h.addr, got.trim());
+    println!("\nlab: directorctl list --stats (from dir1):");
+    for line in list.lines() {
+        println!("  {line}");
     }
     println!("\nlab: stop it all with `cargo xtask lab --down`");
     Ok(())
+}
+
+fn socket() -> String {
+    format!("{STATE_DIR}/dir1.sock")
 }
 
 fn ns(host: &str) -> String {
@@ -174,10 +210,14 @@ fn log_path(host: &str) -> PathBuf {
 /// Starts `program` in the host's namespace in its own process group, with
 /// its output in the lab's log directory.
 fn spawn(host: &str, program: &Path, args: &[&str]) -> Result<()> {
+    spawn_in(&ns(host), host, program, args)
+}
+
+fn spawn_in(netns: &str, host: &str, program: &Path, args: &[&str]) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let log = fs::File::create(log_path(host))?;
     let child = Command::new("ip")
-        .args(["netns", "exec", &ns(host)])
+        .args(["netns", "exec", netns])
         .arg(program)
         .args(args)
         .stdin(Stdio::null())
@@ -185,7 +225,7 @@ fn spawn(host: &str, program: &Path, args: &[&str]) -> Result<()> {
         .stderr(log)
         .process_group(0)
         .spawn()
-        .with_context(|| format!("starting {} in {}", program.display(), ns(host)))?;
+        .with_context(|| format!("starting {} in {netns}", program.display()))?;
     fs::write(pid_path(host), child.id().to_string())?;
     Ok(())
 }
@@ -217,10 +257,10 @@ fn wait_for_log(host: &str, needle: &str, timeout: Duration) -> Result<()> {
             return Ok(());
         }
         if !alive(host) {
-            bail!("director in {} exited:\n{log}", ns(host));
+            bail!("director ({host}) exited:\n{log}");
         }
         if Instant::now() > deadline {
-            bail!("director in {} did not report '{needle}' within {timeout:?}:\n{log}", ns(host));
+            bail!("director ({host}) did not report '{needle}' within {timeout:?}:\n{log}");
         }
         sleep(Duration::from_millis(100));
     }

@@ -7,8 +7,9 @@ use anyhow::{Result, bail};
 
 use crate::cmd::{invoke, output, probe};
 
-/// Debian packages: LLVM 22 for bpf-linker, and the tools tests drive.
-const APT_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "iproute2"];
+/// Debian packages: LLVM 22 for bpf-linker, and the tools the lab and the
+/// tests drive (`prometheus` for `promtool check metrics`).
+const APT_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "iproute2", "ethtool", "prometheus"];
 
 /// bpf-linker must link against the same LLVM major as the nightly rustc.
 const BPF_LINKER_VERSION: &str = "0.13.0";

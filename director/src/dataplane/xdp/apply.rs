@@ -357,6 +357,19 @@ pub fn addr_words(a: IpAddr) -> [u32; 4] {
     }
 }
 
+/// The inverse of `addr_words`.
+pub fn addr_from_words(words: &[u32; 4], family: u8) -> IpAddr {
+    if family == 4 {
+        IpAddr::from(words[0].to_ne_bytes())
+    } else {
+        let mut o = [0u8; 16];
+        for (i, w) in words.iter().enumerate() {
+            o[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+        }
+        IpAddr::from(o)
+    }
+}
+
 pub fn family(a: IpAddr) -> u8 {
     if a.is_ipv4() { 4 } else { 6 }
 }
@@ -425,5 +438,18 @@ fn show(a: &ServiceAddr) -> String {
     match a.vip {
         IpAddr::V4(v) => format!("{p} {v}:{}", a.port),
         IpAddr::V6(v) => format!("{p} [{v}]:{}", a.port),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn address_words_round_trip() {
+        for a in ["192.168.122.100", "fd00::1:2", "::ffff:10.0.0.1"] {
+            let ip: IpAddr = a.parse().unwrap();
+            assert_eq!(addr_from_words(&addr_words(ip), family(ip)), ip);
+        }
     }
 }

@@ -1,18 +1,23 @@
 //! The daemon's wiring: configuration, the XDP program, signals.
 
+pub mod desired;
+pub mod neigh;
+mod notify;
+mod run;
+mod snapshot;
+
 use std::{
     collections::BTreeSet,
     path::{Path, PathBuf},
     process::ExitCode,
 };
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Parser;
-use tracing::{error, info, warn};
+use tracing::{error, warn};
 
 use crate::{
     config::{self, Config, Diagnostic, LoadOptions, Loaded, Severity},
-    dataplane::xdp::XdpProgram,
 };
 
 /// Command-line options. `-f`, `-t`, `-i` and `-l` follow keepalived's
@@ -36,6 +41,12 @@ pub struct Args {
     /// vrrp_instances name.
     #[arg(long = "iface", value_name = "IFACE")]
     pub ifaces: Vec<String>,
+    /// The control socket directorctl talks to.
+    #[arg(long, value_name = "PATH", default_value = crate::ctl::protocol::DEFAULT_SOCKET)]
+    pub socket: PathBuf,
+    /// Where the Prometheus endpoint listens.
+    #[arg(long, value_name = "ADDR:PORT", default_value_t = crate::metrics::DEFAULT_LISTEN)]
+    pub metrics_listen: std::net::SocketAddr,
 }
 
 pub fn main(args: Args) -> ExitCode {
@@ -84,23 +95,9 @@ fn run(args: Args) -> Result<()> {
     if loaded.has_errors() {
         bail!("{}: the configuration has errors; not starting", args.file.display());
     }
-    let config = loaded.config;
-    info!("{}: {}", args.file.display(), summary(&config));
-
-    let ifaces = interfaces(&args, &config)?;
-    let mut xdp = XdpProgram::load().context("loading the XDP program")?;
-    for iface in &ifaces {
-        let mode = xdp.attach(iface)?;
-        info!(iface = %iface, mode = %mode, "attached XDP program to {iface} ({mode} mode)");
-    }
-
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(wait_for_shutdown())?;
-    info!("shutting down; detaching XDP from {}", ifaces.join(", "));
-    drop(xdp);
-    Ok(())
+    rt.block_on(async move { run::Daemon::start(args, loaded.config).await?.run().await })
 }
-
 
 fn verdict(loaded: &Loaded) -> String {
     let count = |s: Severity| loaded.diagnostics.iter().filter(|d| d.severity == s).count();
@@ -111,7 +108,7 @@ fn verdict(loaded: &Loaded) -> String {
     }
 }
 
-fn log_diagnostics(diags: &[Diagnostic]) {
+pub(crate) fn log_diagnostics(diags: &[Diagnostic]) {
     for d in diags {
         match d.severity {
             Severity::Error => error!("{d}"),
@@ -121,7 +118,7 @@ fn log_diagnostics(diags: &[Diagnostic]) {
 }
 
 /// One line an operator can check at a glance.
-fn summary(config: &Config) -> String {
+pub(crate) fn summary(config: &Config) -> String {
     let rs: usize = config.virtual_servers.iter().map(|vs| vs.real_servers.len()).sum();
     let vips: usize = config.instances.iter().map(|i| i.virtual_ipaddress.len()).sum();
     format!(
@@ -131,7 +128,7 @@ fn summary(config: &Config) -> String {
     )
 }
 
-fn interfaces(args: &Args, config: &Config) -> Result<Vec<String>> {
+pub(crate) fn interfaces(args: &Args, config: &Config) -> Result<Vec<String>> {
     if !args.ifaces.is_empty() {
         return Ok(args.ifaces.clone());
     }
@@ -141,17 +138,6 @@ fn interfaces(args: &Args, config: &Config) -> Result<Vec<String>> {
         bail!("no interface to attach to: pass --iface IFACE or name one in a vrrp_instance");
     }
     Ok(from_config.into_iter().collect())
-}
-
-async fn wait_for_shutdown() -> Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    Ok(())
 }
 
 /// Logs to stderr; under systemd (JOURNAL_STREAM set) without timestamps,

@@ -1,0 +1,220 @@
+//! From configuration (plus operator overrides and resolved next hops) to
+//! the DesiredState a data plane applies. Pure: no I/O, so the mapping is
+//! tested without root.
+
+use std::{
+    collections::BTreeMap,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    time::Duration,
+};
+
+use crate::{
+    config::{Config, LvsMethod, Protocol, VirtualServer, VsKey},
+    state::{DesiredState, Method, NextHop, Persistence, Proto, RealSpec, ServiceAddr, ServiceSpec},
+    status::AdminState,
+};
+
+/// `directorctl rs disable/enable/weight` decisions, by (service, real).
+/// They outlive reloads: the key is the configuration's own identity of
+/// the pair, not an id of ours.
+pub type AdminOverrides = BTreeMap<(ServiceAddr, (IpAddr, u16)), AdminState>;
+
+/// Why a configured service or real server is not in the desired state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Skipped {
+    pub what: String,
+    pub why: String,
+}
+
+/// The desired state, and what had to be left out of it.
+pub fn build(
+    config: &Config,
+    admin: &AdminOverrides,
+    next_hop: &dyn Fn(IpAddr) -> Option<NextHop>,
+) -> (DesiredState, Vec<Skipped>) {
+    let mut skipped = Vec::new();
+    let mut services = Vec::new();
+    for vs in &config.virtual_servers {
+        let Some(addr) = service_addr(vs) else {
+            skipped.push(Skipped {
+                what: describe(vs),
+                why: "the XDP data plane handles TCP and UDP services by address; fwmark, group and SCTP services need the IPVS data plane".into(),
+            });
+            continue;
+        };
+        let mut reals = Vec::new();
+        for rs in &vs.real_servers {
+            let Some(hop) = next_hop(rs.ip) else {
+                skipped.push(Skipped {
+                    what: format!("real server {} in {}", show(rs.ip, rs.port), describe(vs)),
+                    why: "no route or neighbour entry towards it yet".into(),
+                });
+                continue;
+            };
+            let weight = effective_weight(admin.get(&(addr, (rs.ip, rs.port))), rs.weight);
+            reals.push(RealSpec { addr: rs.ip, port: rs.port, weight, method: method(&rs.lvs_method), next_hop: hop });
+        }
+        let sorry = vs.sorry_server.as_ref().and_then(|s| match next_hop(s.ip) {
+            Some(hop) => Some(RealSpec { addr: s.ip, port: s.port, weight: 1, method: method(&s.lvs_method), next_hop: hop }),
+            None => {
+                skipped.push(Skipped {
+                    what: format!("sorry server {} in {}", show(s.ip, s.port), describe(vs)),
+                    why: "no route or neighbour entry towards it yet".into(),
+                });
+                None
+            }
+        });
+        let persistence = vs.persistence_timeout.map(|secs| Persistence {
+            timeout: Duration::from_secs(u64::from(secs)),
+            granularity: vs.persistence_granularity.unwrap_or(all_ones(addr.vip)),
+        });
+        services.push(ServiceSpec { addr, sched: vs.lvs_sched.clone(), persistence, reals, sorry });
+    }
+    (DesiredState { services }, skipped)
+}
+
+/// The weight the data plane uses: the operator's decision, else the
+/// configuration's.
+pub fn effective_weight(admin: Option<&AdminState>, configured: u32) -> u32 {
+    match admin {
+        Some(AdminState::Disabled) => 0,
+        Some(AdminState::Weight(w)) => *w,
+        Some(AdminState::Enabled) | None => configured,
+    }
+}
+
+/// The VIPs to hold while VRRP is not running: every instance's
+/// `virtual_ipaddress`, on its `dev` or the instance's interface.
+pub fn static_vips(config: &Config) -> Vec<(String, IpAddr, u8)> {
+    let mut out = Vec::new();
+    for inst in &config.instances {
+        for v in &inst.virtual_ipaddress {
+            if let Some(dev) = v.dev.clone().or_else(|| inst.interface.clone()) {
+                out.push((dev, v.addr, v.prefix));
+            }
+        }
+    }
+    out
+}
+
+pub fn service_addr(vs: &VirtualServer) -> Option<ServiceAddr> {
+    let proto = match vs.protocol {
+        Protocol::Tcp => Proto::Tcp,
+        Protocol::Udp => Proto::Udp,
+        Protocol::Sctp => return None,
+    };
+    match vs.key {
+        VsKey::Addr { ip, port } => Some(ServiceAddr { vip: ip, port, proto }),
+        VsKey::Fwmark(_) | VsKey::Group(_) => None,
+    }
+}
+
+fn method(m: &LvsMethod) -> Method {
+    match m {
+        LvsMethod::Nat => Method::Nat,
+        LvsMethod::Dr => Method::Dr,
+        LvsMethod::Tun(_) => Method::Tun,
+    }
+}
+
+fn all_ones(a: IpAddr) -> IpAddr {
+    match a {
+        IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::BROADCAST),
+        IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(u128::MAX)),
+    }
+}
+
+pub fn show(ip: IpAddr, port: u16) -> String {
+    match ip {
+        IpAddr::V4(a) => format!("{a}:{port}"),
+        IpAddr::V6(a) => format!("[{a}]:{port}"),
+    }
+}
+
+fn describe(vs: &VirtualServer) -> String {
+    match &vs.key {
+        VsKey::Addr { ip, port } => format!("virtual_server {}", show(*ip, *port)),
+        VsKey::Fwmark(m) => format!("virtual_server fwmark {m}"),
+        VsKey::Group(g) => format!("virtual_server group {g}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LoadOptions, load_str};
+
+    const CONF: &str = "
+vrrp_instance VI_1 {
+    interface eth0
+    virtual_router_id 80
+    virtual_ipaddress {
+        192.168.122.100
+        10.1.1.1/24 dev eth1
+    }
+}
+virtual_server 192.168.122.100 80 {
+    lvs_sched wrr
+    lvs_method DR
+    protocol TCP
+    persistence_timeout 50
+    sorry_server 192.168.122.99 80
+    real_server 192.168.122.10 80 { weight 1 }
+    real_server 192.168.122.20 80 { weight 3 }
+    real_server 10.9.9.9 80 { weight 2 }
+}
+virtual_server fwmark 7 {
+    lvs_sched rr
+    real_server 192.168.122.10 80 { weight 1 }
+}
+";
+
+    fn hop(ip: IpAddr) -> Option<NextHop> {
+        // 10.9.9.9 is unreachable in this test.
+        (ip != "10.9.9.9".parse::<IpAddr>().unwrap()).then(|| NextHop { ifindex: 2, ..Default::default() })
+    }
+
+    fn config() -> Config {
+        load_str(CONF, "t.conf", &LoadOptions::default()).config
+    }
+
+    #[test]
+    fn services_reals_weights_and_persistence_come_from_the_config() {
+        let (state, skipped) = build(&config(), &AdminOverrides::new(), &hop);
+        assert_eq!(state.services.len(), 1);
+        let s = &state.services[0];
+        assert_eq!(s.addr, ServiceAddr { vip: "192.168.122.100".parse().unwrap(), port: 80, proto: Proto::Tcp });
+        assert_eq!(s.sched, "wrr");
+        assert_eq!(s.persistence.unwrap().timeout, Duration::from_secs(50));
+        assert_eq!(s.persistence.unwrap().granularity, "255.255.255.255".parse::<IpAddr>().unwrap());
+        let weights: Vec<(String, u32)> = s.reals.iter().map(|r| (r.addr.to_string(), r.weight)).collect();
+        assert_eq!(weights, [("192.168.122.10".into(), 1), ("192.168.122.20".into(), 3)]);
+        assert!(s.reals.iter().all(|r| r.method == Method::Dr));
+        assert_eq!(s.sorry.as_ref().unwrap().addr.to_string(), "192.168.122.99");
+        // The unreachable real and the fwmark service are reported, not dropped silently.
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        assert!(skipped[0].what.contains("10.9.9.9:80"));
+        assert!(skipped[1].what.contains("fwmark 7"));
+    }
+
+    #[test]
+    fn admin_overrides_win_over_configured_weights() {
+        let config = config();
+        let addr = service_addr(&config.virtual_servers[0]).unwrap();
+        let mut admin = AdminOverrides::new();
+        admin.insert((addr, ("192.168.122.10".parse().unwrap(), 80)), AdminState::Disabled);
+        admin.insert((addr, ("192.168.122.20".parse().unwrap(), 80)), AdminState::Weight(7));
+        let (state, _) = build(&config, &admin, &hop);
+        let weights: Vec<u32> = state.services[0].reals.iter().map(|r| r.weight).collect();
+        assert_eq!(weights, [0, 7]);
+    }
+
+    #[test]
+    fn static_vips_go_on_their_dev_or_the_instance_interface() {
+        let vips = static_vips(&config());
+        assert_eq!(
+            vips,
+            [("eth0".to_string(), "192.168.122.100".parse().unwrap(), 32), ("eth1".to_string(), "10.1.1.1".parse().unwrap(), 24)]
+        );
+    }
+}

@@ -1,0 +1,277 @@
+//! The running daemon: one task owns all state; the control socket, signals
+//! and timers feed it. Every change goes through `apply`, which rebuilds the
+//! desired state and lets the data plane apply the diff.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use tokio::{
+    signal::unix::{SignalKind, signal},
+    sync::{mpsc, oneshot},
+};
+use tracing::{error, info, warn};
+
+use super::{
+    Args,
+    desired::{self, AdminOverrides},
+    interfaces, log_diagnostics,
+    neigh::Resolver,
+    snapshot, summary,
+};
+use crate::{
+    config::{self, Config, LoadOptions, Severity},
+    ctl::{
+        self,
+        protocol::{AdminAction, Command, RealTarget, Response},
+    },
+    dataplane::{Dataplane, xdp::XdpProgram},
+    metrics::Metrics,
+    state::{DesiredState, NextHop},
+    status::{AdminState, InterfaceView},
+};
+
+/// How often next hops are re-resolved (and a changed neighbour applied).
+const REFRESH: Duration = Duration::from_secs(2);
+
+pub struct Daemon {
+    pub(super) args: Args,
+    pub(super) config: Config,
+    pub(super) admin: AdminOverrides,
+    pub(super) xdp: XdpProgram,
+    pub(super) interfaces: Vec<InterfaceView>,
+    pub(super) desired: DesiredState,
+    pub(super) generation: u64,
+    pub(super) reloads_ok: u64,
+    pub(super) reloads_failed: u64,
+    pub(super) last_reload_error: Option<String>,
+    pub(super) started: Instant,
+    resolver: Resolver,
+    hops: BTreeMap<IpAddr, NextHop>,
+    reported: BTreeSet<String>,
+    metrics: Arc<Metrics>,
+}
+
+impl Daemon {
+    pub async fn start(args: Args, config: Config) -> Result<Self> {
+        info!("{}: {}", args.file.display(), summary(&config));
+        let names = interfaces(&args, &config)?;
+        let mut xdp = XdpProgram::load().context("loading the XDP program")?;
+        let mut views = Vec::new();
+        for iface in &names {
+            let mode = xdp.attach(iface)?;
+            info!(iface = %iface, mode = %mode, "attached XDP program to {iface} ({mode} mode)");
+            views.push(InterfaceView { name: iface.clone(), attach_mode: mode.to_string() });
+        }
+        let resolver = Resolver::new()?;
+        let mut daemon = Daemon {
+            args,
+            config,
+            admin: AdminOverrides::new(),
+            xdp,
+            interfaces: views,
+            desired: DesiredState::default(),
+            generation: 1,
+            reloads_ok: 0,
+            reloads_failed: 0,
+            last_reload_error: None,
+            started: Instant::now(),
+            resolver,
+            hops: BTreeMap::new(),
+            reported: BTreeSet::new(),
+            metrics: Arc::new(Metrics::new()),
+        };
+        daemon.hold_static_vips().await;
+        daemon.refresh().await;
+        Ok(daemon)
+    }
+
+    pub async fn run(mut self) -> Result<()> {
+        let (tx, mut requests) = mpsc::channel::<(Command, oneshot::Sender<Response>)>(16);
+        let listener = ctl::server::bind(&self.args.socket, 0o600)
+            .with_context(|| format!("control socket {}", self.args.socket.display()))?;
+        tokio::spawn(ctl::server::serve(listener, tx));
+        let metrics_listener = tokio::net::TcpListener::bind(self.args.metrics_listen)
+            .await
+            .with_context(|| format!("metrics endpoint {}", self.args.metrics_listen))?;
+        tokio::spawn(crate::metrics::serve(metrics_listener, Arc::clone(&self.metrics)));
+        info!(socket = %self.args.socket.display(), metrics = %self.args.metrics_listen, "ready");
+        super::notify::ready();
+
+        let mut hup = signal(SignalKind::hangup())?;
+        let mut term = signal(SignalKind::terminate())?;
+        let mut int = signal(SignalKind::interrupt())?;
+        let mut tick = tokio::time::interval(REFRESH);
+        loop {
+            tokio::select! {
+                Some((cmd, reply)) = requests.recv() => {
+                    let response = self.handle(cmd).await;
+                    let _ = reply.send(response);
+                }
+                _ = hup.recv() => {
+                    let _ = self.reload().await;
+                }
+                _ = tick.tick() => {
+                    self.refresh().await;
+                    super::notify::watchdog();
+                }
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+            }
+        }
+        info!("shutting down; detaching XDP");
+        let _ = std::fs::remove_file(&self.args.socket);
+        Ok(())
+    }
+
+    async fn handle(&mut self, cmd: Command) -> Response {
+        match cmd {
+            Command::Status => Response::Status { snapshot: Box::new(snapshot::build(self, true)) },
+            Command::Connections => Response::Connections { entries: snapshot::connections(self) },
+            Command::RealServer { target, action } => self.admin_change(&target, action),
+            Command::Reload => match self.reload().await {
+                Ok(warnings) => Response::Reloaded { generation: self.generation, warnings },
+                Err(message) => Response::Error { message },
+            },
+        }
+    }
+
+    /// Re-reads the configuration. On any error the running one stays.
+    async fn reload(&mut self) -> Result<Vec<String>, String> {
+        let loaded = config::load_file(&self.args.file, &LoadOptions { config_id: self.args.config_id.clone() });
+        log_diagnostics(&loaded.diagnostics);
+        if loaded.has_errors() {
+            let lines: Vec<String> = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).map(ToString::to_string).collect();
+            let message = format!("reload refused, the running configuration stays:\n{}", lines.join("\n"));
+            error!("{message}");
+            self.reloads_failed += 1;
+            self.last_reload_error = Some(message.clone());
+            self.update_metrics();
+            return Err(message);
+        }
+        self.config = loaded.config;
+        self.generation += 1;
+        self.reloads_ok += 1;
+        self.last_reload_error = None;
+        info!(generation = self.generation, "reloaded {}: {}", self.args.file.display(), summary(&self.config));
+        self.hold_static_vips().await;
+        self.refresh().await;
+        Ok(loaded.diagnostics.iter().map(ToString::to_string).collect())
+    }
+
+    fn admin_change(&mut self, target: &RealTarget, action: AdminAction) -> Response {
+        let mut changes = Vec::new();
+        for vs in &self.config.virtual_servers {
+            let Some(addr) = desired::service_addr(vs) else { continue };
+            if target.virtual_server.is_some_and(|v| (v.ip(), v.port()) != (addr.vip, addr.port)) {
+                continue;
+            }
+            for rs in vs.real_servers.iter().filter(|rs| rs.ip == target.addr && target.port.is_none_or(|p| p == rs.port)) {
+                let key = (addr, (rs.ip, rs.port));
+                let before = desired::effective_weight(self.admin.get(&key), rs.weight);
+                let (state, label) = match action {
+                    AdminAction::Disable => (Some(AdminState::Disabled), "disabled".to_string()),
+                    AdminAction::Enable => (None, "enabled".to_string()),
+                    AdminAction::Weight(w) => (Some(AdminState::Weight(w)), format!("weight set to {w}")),
+                };
+                match state {
+                    Some(s) => self.admin.insert(key, s),
+                    None => self.admin.remove(&key),
+                };
+                let after = desired::effective_weight(self.admin.get(&key), rs.weight);
+                let proto = format!("{:?}", addr.proto).to_uppercase();
+                changes.push(format!(
+                    "{} in {proto} {}: weight {before} -> {after} ({label})",
+                    desired::show(rs.ip, rs.port),
+                    desired::show(addr.vip, addr.port)
+                ));
+            }
+        }
+        if changes.is_empty() {
+            let what = match target.port {
+                Some(p) => desired::show(target.addr, p),
+                None => target.addr.to_string(),
+            };
+            let message = match target.virtual_server {
+                Some(v) => format!("no real server {what} in virtual server {v}"),
+                None => format!("no real server {what} in any virtual server"),
+            };
+            return Response::Error { message };
+        }
+        for c in &changes {
+            info!("directorctl: {c}");
+        }
+        if let Err(e) = self.apply() {
+            return Response::Error { message: format!("applying the change failed: {e:#}") };
+        }
+        Response::Changed { changes }
+    }
+
+    /// Re-resolves next hops and applies when anything changed.
+    async fn refresh(&mut self) {
+        let targets: BTreeSet<IpAddr> = self
+            .config
+            .virtual_servers
+            .iter()
+            .flat_map(|vs| vs.real_servers.iter().map(|r| r.ip).chain(vs.sorry_server.as_ref().map(|s| s.ip)))
+            .collect();
+        match self.resolver.resolve(&targets.into_iter().collect::<Vec<_>>()).await {
+            Ok(hops) if hops != self.hops => {
+                self.hops = hops;
+                if let Err(e) = self.apply() {
+                    error!("applying the configuration failed: {e:#}");
+                }
+            }
+            Ok(_) => {
+                // Nothing moved; still make sure a reload's config is applied.
+                if let Err(e) = self.apply() {
+                    error!("applying the configuration failed: {e:#}");
+                }
+            }
+            Err(e) => warn!("resolving next hops: {e}"),
+        }
+        self.update_metrics();
+    }
+
+    fn apply(&mut self) -> Result<()> {
+        let hops = &self.hops;
+        let (state, skipped) = desired::build(&self.config, &self.admin, &|ip| hops.get(&ip).copied());
+        let now: BTreeSet<String> = skipped.iter().map(|s| format!("{}: {}", s.what, s.why)).collect();
+        for line in now.difference(&self.reported) {
+            warn!("not forwarding to {line}");
+        }
+        self.reported = now;
+        if state == self.desired {
+            return Ok(());
+        }
+        let report = self.xdp.apply(&state)?;
+        info!(
+            added = report.services_added,
+            removed = report.services_removed,
+            changed = report.services_changed,
+            slots = report.slots_written,
+            "data plane updated"
+        );
+        self.desired = state;
+        Ok(())
+    }
+
+    async fn hold_static_vips(&self) {
+        for (dev, addr, prefix) in desired::static_vips(&self.config) {
+            match self.resolver.ensure_address(&dev, addr, prefix).await {
+                Ok(true) => info!("holding VIP {addr}/{prefix} on {dev} (static until VRRP runs)"),
+                Ok(false) => {}
+                Err(e) => warn!("VIP {addr}/{prefix}: {e}"),
+            }
+        }
+    }
+
+    fn update_metrics(&self) {
+        self.metrics.update(&snapshot::build(self, false));
+    }
+}
+
