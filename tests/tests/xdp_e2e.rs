@@ -94,7 +94,7 @@ fn director(ns: &Netns, ifaces: &[&str]) -> Result<XdpProgram> {
 /// it never schedules anything.
 fn passer(ns: &Netns, ifaces: &[&str]) -> Result<XdpProgram> {
     ns.enter(|| -> Result<XdpProgram> {
-        let mut prog = XdpProgram::load_with(LoadOptions { ring_size: 3, max_conns: 16 })?;
+        let mut prog = XdpProgram::load_with(LoadOptions { ring_size: 3, max_conns: 16, pin_dir: None })?;
         for &i in ifaces {
             let mode = prog.attach(i)?;
             ensure!(mode == AttachMode::Native, "{i}: passer attached in {mode} mode");

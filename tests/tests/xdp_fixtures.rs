@@ -90,7 +90,7 @@ fn desired() -> DesiredState {
 }
 
 fn load(state: &DesiredState) -> Result<XdpProgram> {
-    let mut prog = XdpProgram::load_with(LoadOptions { ring_size: RING, max_conns: 1 << 14 })?;
+    let mut prog = XdpProgram::load_with(LoadOptions { ring_size: RING, max_conns: 1 << 14, pin_dir: None })?;
     prog.apply(state)?;
     Ok(prog)
 }

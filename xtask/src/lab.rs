@@ -71,13 +71,15 @@ pub fn up() -> Result<()> {
     // A frame XDP_TX'd out of a veth is dropped unless the peer runs XDP
     // too: a director with no services on the switch port passes them.
     let sw_sock = format!("{STATE_DIR}/sw.sock");
-    spawn_in(SWITCH, "sw", &director, &["-f", "/dev/null", "--iface", "dir1", "--socket", &sw_sock])?;
+    let sw_pins = pins("sw");
+    spawn_in(SWITCH, "sw", &director, &["-f", "/dev/null", "--iface", "dir1", "--socket", &sw_sock, "--bpffs-dir", &sw_pins])?;
     wait_for_log("sw", "ready", Duration::from_secs(20))?;
     let conf = root().join("conf/director.conf");
     let sock = socket();
-    let args = ["-f", conf.to_str().context("non-UTF-8 path")?, "--iface", "eth0", "--socket", &sock];
+    let dir1_pins = pins("dir1");
+    let args = ["-f", conf.to_str().context("non-UTF-8 path")?, "--iface", "eth0", "--socket", &sock, "--bpffs-dir", &dir1_pins];
     spawn("dir1", &director, &args)?;
-    wait_for_log("dir1", "data plane updated", Duration::from_secs(30))?;
+    wait_for_log("dir1", "ready", Duration::from_secs(30))?;
 
     report()
 }
@@ -87,6 +89,13 @@ pub fn down() -> Result<()> {
         stop(h.name);
     }
     stop("sw");
+    // Stopped directors leave XDP attached (hitless restarts); detach it.
+    let director = root().join("target/debug/director");
+    for who in ["dir1", "sw"] {
+        if director.exists() {
+            let _ = output(Command::new(&director).args(["--cleanup", "--bpffs-dir", &pins(who)]));
+        }
+    }
     for name in HOSTS.iter().map(|h| ns(h.name)).chain([SWITCH.to_string()]) {
         if netns_exists(&name) {
             invoke(Command::new("ip").args(["netns", "del", &name]))?;
@@ -178,6 +187,11 @@ fn report() -> Result<()> {
     Ok(())
 }
 
+/// Each lab director pins its data plane in its own bpffs directory.
+fn pins(who: &str) -> String {
+    format!("/sys/fs/bpf/director-lab-{who}")
+}
+
 fn socket() -> String {
     format!("{STATE_DIR}/dir1.sock")
 }
@@ -216,8 +230,10 @@ fn spawn(host: &str, program: &Path, args: &[&str]) -> Result<()> {
 fn spawn_in(netns: &str, host: &str, program: &Path, args: &[&str]) -> Result<()> {
     use std::os::unix::process::CommandExt;
     let log = fs::File::create(log_path(host))?;
-    let child = Command::new("ip")
-        .args(["netns", "exec", netns])
+    // nsenter --net, not `ip netns exec`: the latter remounts /sys, and the
+    // directors' pins must land in the host's bpffs to outlive them.
+    let child = Command::new("nsenter")
+        .arg(format!("--net=/run/netns/{netns}"))
         .arg(program)
         .args(args)
         .stdin(Stdio::null())

@@ -18,6 +18,11 @@ pub mod maps {
     pub const REAL_STATS: &str = "REAL_STATS";
 }
 
+/// Bumped whenever a map's key or value layout changes: pinned maps live
+/// under a directory named after it, so a daemon never adopts maps of
+/// another layout.
+pub const MAP_LAYOUT_VERSION: u32 = 1;
+
 /// Globals patched at load time (aya `EbpfLoader::set_global`).
 pub mod globals {
     /// Slots per service ring; the RINGS array holds MAX_SERVICES of them.
@@ -114,6 +119,9 @@ pub struct Real {
     /// Changes whenever this slot is given to another server, so a
     /// connection pinned to the slot's previous owner is recognised as stale.
     pub generation: u32,
+    /// The service (ring) it belongs to; lets a restarted daemon adopt the
+    /// maps it finds pinned.
+    pub service: u32,
 }
 
 /// A flow as the client sent it. Ports are network byte order.
@@ -187,7 +195,7 @@ const _: () = {
     use core::mem::size_of;
     assert!(size_of::<ServiceKey>() == 20);
     assert!(size_of::<Service>() == 40);
-    assert!(size_of::<Real>() == 60);
+    assert!(size_of::<Real>() == 64);
     assert!(size_of::<FlowKey>() == 40);
     assert!(size_of::<Conn>() == 52);
     assert!(size_of::<PersistKey>() == 20);

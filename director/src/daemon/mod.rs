@@ -44,6 +44,13 @@ pub struct Args {
     /// The control socket directorctl talks to.
     #[arg(long, value_name = "PATH", default_value = crate::ctl::protocol::DEFAULT_SOCKET)]
     pub socket: PathBuf,
+    /// bpffs directory for the program's maps and links: they outlive the
+    /// daemon, so a restart or upgrade does not interrupt forwarding.
+    #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf/director")]
+    pub bpffs_dir: PathBuf,
+    /// Detach the XDP program and remove its pins (see --bpffs-dir), then exit.
+    #[arg(long)]
+    pub cleanup: bool,
     /// Where the Prometheus endpoint listens.
     #[arg(long, value_name = "ADDR:PORT", default_value_t = crate::metrics::DEFAULT_LISTEN)]
     pub metrics_listen: std::net::SocketAddr,
@@ -53,6 +60,18 @@ pub fn main(args: Args) -> ExitCode {
     init_logging();
     if args.config_test || args.dump_config {
         return ExitCode::from(check(&args));
+    }
+    if args.cleanup {
+        return match crate::dataplane::xdp::XdpProgram::cleanup(&args.bpffs_dir) {
+            Ok(ifaces) => {
+                tracing::info!("detached XDP from [{}] and removed the pins in {}", ifaces.join(", "), args.bpffs_dir.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                error!("cleanup: {e}");
+                ExitCode::from(2)
+            }
+        };
     }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,

@@ -29,7 +29,10 @@ use crate::{
         self,
         protocol::{AdminAction, Command, RealTarget, Response},
     },
-    dataplane::{Dataplane, xdp::XdpProgram},
+    dataplane::{
+        Dataplane,
+        xdp::{self, XdpProgram},
+    },
     metrics::Metrics,
     state::{DesiredState, NextHop},
     status::{AdminState, InterfaceView},
@@ -54,13 +57,22 @@ pub struct Daemon {
     hops: BTreeMap<IpAddr, NextHop>,
     reported: BTreeSet<String>,
     metrics: Arc<Metrics>,
+    listener: Option<tokio::net::UnixListener>,
 }
 
 impl Daemon {
     pub async fn start(args: Args, config: Config) -> Result<Self> {
         info!("{}: {}", args.file.display(), summary(&config));
         let names = interfaces(&args, &config)?;
-        let mut xdp = XdpProgram::load().context("loading the XDP program")?;
+        // The socket first: it refuses to start a second daemon before that
+        // one could touch the running data plane.
+        let listener = ctl::server::bind(&args.socket, ctl::server::DEFAULT_MODE)
+            .with_context(|| format!("control socket {}", args.socket.display()))?;
+        let opts = xdp::LoadOptions { pin_dir: Some(args.bpffs_dir.clone()), ..Default::default() };
+        let mut xdp = XdpProgram::load_with(opts).context("loading the XDP program")?;
+        if xdp.adopted() {
+            info!("adopted the data plane pinned in {}: connections continue", args.bpffs_dir.display());
+        }
         let mut views = Vec::new();
         for iface in &names {
             let mode = xdp.attach(iface)?;
@@ -69,6 +81,7 @@ impl Daemon {
         }
         let resolver = Resolver::new()?;
         let mut daemon = Daemon {
+            listener: Some(listener),
             args,
             config,
             admin: AdminOverrides::new(),
@@ -92,8 +105,7 @@ impl Daemon {
 
     pub async fn run(mut self) -> Result<()> {
         let (tx, mut requests) = mpsc::channel::<(Command, oneshot::Sender<Response>)>(16);
-        let listener = ctl::server::bind(&self.args.socket, 0o600)
-            .with_context(|| format!("control socket {}", self.args.socket.display()))?;
+        let listener = self.listener.take().context("control socket already served")?;
         tokio::spawn(ctl::server::serve(listener, tx));
         let metrics_listener = tokio::net::TcpListener::bind(self.args.metrics_listen)
             .await
@@ -123,7 +135,10 @@ impl Daemon {
                 _ = int.recv() => break,
             }
         }
-        info!("shutting down; detaching XDP");
+        info!(
+            "stopping; the data plane keeps forwarding from {} (`director --cleanup` detaches it)",
+            self.args.bpffs_dir.display()
+        );
         let _ = std::fs::remove_file(&self.args.socket);
         Ok(())
     }
@@ -249,6 +264,11 @@ impl Daemon {
             return Ok(());
         }
         let report = self.xdp.apply(&state)?;
+        if report == Default::default() {
+            info!("data plane already in sync");
+            self.desired = state;
+            return Ok(());
+        }
         info!(
             added = report.services_added,
             removed = report.services_removed,

@@ -146,7 +146,7 @@ fn xdp() -> Result<()> {
     let any = flows("10.0.0.100", 1);
     println!("bench baseline_xdp_tx ns_per_pkt={:.0}", time(base, &[any.as_slice(); ROUNDS], 3)?);
 
-    let mut prog = XdpProgram::load_with(LoadOptions { ring_size: 65537, max_conns: 2 * PREFILL })?;
+    let mut prog = XdpProgram::load_with(LoadOptions { ring_size: 65537, max_conns: 2 * PREFILL, pin_dir: None })?;
     let desired = DesiredState {
         services: vec![
             service("10.0.0.100", Method::Dr, 80),

@@ -62,6 +62,53 @@ impl Applied {
         }
     }
 
+    /// Rebuilds what a previous daemon applied from the maps it left pinned,
+    /// so the next `apply` is a diff against what packets see right now.
+    pub(super) fn adopt(maps: &Maps, ring_size: u32) -> Result<Self, XdpError> {
+        let mut applied = Applied::new();
+        for entry in maps.services.iter() {
+            let (key, value) = entry.map_err(|source| XdpError::Map { name: maps::SERVICES, source })?;
+            let proto = match key.proto {
+                PROTO_TCP => Proto::Tcp,
+                PROTO_UDP => Proto::Udp,
+                other => return Err(invalid(format!("pinned service with protocol {other}"))),
+            };
+            let addr = ServiceAddr { vip: addr_from_words(&key.addr, key.family), port: u16::from_be(key.port), proto };
+            let base = value.id * ring_size;
+            let table = (0..ring_size)
+                .map(|slot| maps.rings.get(&(base + slot), 0))
+                .collect::<Result<Vec<u32>, _>>()
+                .map_err(|source| XdpError::Map { name: maps::RINGS, source })?;
+            let ids = ServiceIds { ring: value.id, reals: BTreeMap::new(), sorry: None, table };
+            applied.services.insert(addr, AppliedService { ids, value, reals: BTreeMap::new(), sorry: None });
+        }
+        for id in 0..MAX_REALS {
+            let real = maps.reals.get(&id, 0).map_err(|source| XdpError::Map { name: maps::REALS, source })?;
+            if real.flags & REAL_PRESENT == 0 {
+                continue;
+            }
+            applied.generation = applied.generation.max(real.generation);
+            let Some(svc) = applied.services.values_mut().find(|s| s.ids.ring == real.service) else { continue };
+            let key = (addr_from_words(&real.addr, real.family), u16::from_be(real.port));
+            if svc.value.sorry_real == id {
+                svc.ids.sorry = Some(id);
+                svc.sorry = Some((key.0, key.1, real));
+            } else {
+                svc.ids.reals.insert(key, id);
+                svc.reals.insert(key, real);
+            }
+        }
+        let rings: BTreeSet<u32> = applied.services.values().map(|s| s.ids.ring).collect();
+        let reals: BTreeSet<u32> = applied
+            .services
+            .values()
+            .flat_map(|s| s.ids.reals.values().copied().chain(s.ids.sorry))
+            .collect();
+        applied.free_rings.retain(|r| !rings.contains(r));
+        applied.free_reals.retain(|r| !reals.contains(r));
+        Ok(applied)
+    }
+
     pub(super) fn ids(&self, addr: &ServiceAddr) -> Option<ServiceIds> {
         self.services.get(addr).map(|s| s.ids.clone())
     }
@@ -177,7 +224,7 @@ impl Applied {
                     (id, self.next_generation())
                 }
             };
-            let value = real_value(r, generation);
+            let value = real_value(r, generation, svc.ids.ring);
             if svc.reals.get(&key) != Some(&value) {
                 write_real(maps, id, value)?;
                 svc.reals.insert(key, value);
@@ -198,7 +245,7 @@ impl Applied {
                         (id, self.next_generation())
                     }
                 };
-                let value = real_value(r, generation);
+                let value = real_value(r, generation, svc.ids.ring);
                 if !same || svc.sorry.as_ref().map(|s| s.2) != Some(value) {
                     write_real(maps, id, value)?;
                     svc.sorry = Some((r.addr, r.port, value));
@@ -389,7 +436,7 @@ fn vip_key(a: &ServiceAddr) -> ServiceKey {
     ServiceKey { addr: addr_words(a.vip), port: 0, proto: 0, family: family(a.vip) }
 }
 
-fn real_value(r: &RealSpec, generation: u32) -> Real {
+fn real_value(r: &RealSpec, generation: u32, service: u32) -> Real {
     Real {
         addr: addr_words(r.addr),
         port: r.port.to_be(),
@@ -405,6 +452,7 @@ fn real_value(r: &RealSpec, generation: u32) -> Real {
         flags: REAL_PRESENT,
         tun_src: r.next_hop.tun_src.map(addr_words).unwrap_or_default(),
         generation,
+        service,
     }
 }
 

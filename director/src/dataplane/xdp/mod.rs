@@ -3,17 +3,24 @@
 
 mod apply;
 
-use std::fmt;
+use std::{
+    fmt, fs,
+    path::{Path, PathBuf},
+};
 
 use aya::{
     Ebpf, EbpfLoader,
     maps::{Array, HashMap, MapData, MapError, PerCpuArray},
-    programs::{ProgramError, Xdp, XdpMode},
+    programs::{
+        ProgramError, Xdp, XdpMode,
+        links::{FdLink, PinnedLink},
+        xdp::XdpLink,
+    },
 };
 use director_common::{
     lb::{
-        Conn, DEFAULT_MAX_CONNS, DEFAULT_RING_SIZE, FlowKey, MAX_SERVICES, Persist, PersistKey,
-        Real, Service, ServiceKey, TrafficCounter, globals, maps,
+        Conn, DEFAULT_MAX_CONNS, DEFAULT_RING_SIZE, FlowKey, MAP_LAYOUT_VERSION, MAX_SERVICES,
+        Persist, PersistKey, Real, Service, ServiceKey, TrafficCounter, globals, maps,
     },
     stats::{Counter, Reason},
 };
@@ -45,6 +52,8 @@ pub enum XdpError {
     Invalid(String),
     #[error("Maglev: {0}")]
     Maglev(#[from] maglev::MaglevError),
+    #[error("{path}: {msg}")]
+    Pin { path: PathBuf, msg: String },
 }
 
 /// How the program ended up attached to an interface.
@@ -66,20 +75,38 @@ impl fmt::Display for AttachMode {
     }
 }
 
-/// Sizes fixed when the program is loaded.
-#[derive(Clone, Copy, Debug)]
+/// Sizes fixed when the program is loaded, and where it is pinned.
+#[derive(Clone, Debug)]
 pub struct LoadOptions {
-    /// Slots per Maglev ring; must be prime.
+    /// Slots per Maglev ring; must be prime. A restart must keep it: the
+    /// pinned rings are laid out by it.
     pub ring_size: u32,
     /// Connection-table entries (a NAT flow takes two).
     pub max_conns: u32,
+    /// A bpffs directory for the maps and links, so forwarding and the
+    /// connection table outlive the daemon; None keeps everything private
+    /// to this process (tests).
+    pub pin_dir: Option<PathBuf>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { ring_size: DEFAULT_RING_SIZE, max_conns: DEFAULT_MAX_CONNS }
+        LoadOptions { ring_size: DEFAULT_RING_SIZE, max_conns: DEFAULT_MAX_CONNS, pin_dir: None }
     }
 }
+
+/// Every map the program declares, for pinning.
+const MAP_NAMES: [&str; 9] = [
+    maps::SERVICES,
+    maps::VIPS,
+    maps::RINGS,
+    maps::REALS,
+    maps::CONNS,
+    maps::PERSIST,
+    maps::STATS,
+    maps::SERVICE_STATS,
+    maps::REAL_STATS,
+];
 
 /// The program's maps, typed.
 pub struct Maps {
@@ -94,12 +121,17 @@ pub struct Maps {
     pub real_stats: PerCpuArray<MapData, TrafficCounter>,
 }
 
-/// The loaded program and its maps. Dropping it detaches every link.
+/// The loaded program and its maps. Dropping it detaches every link that
+/// is not pinned.
 pub struct XdpProgram {
     ebpf: Ebpf,
     pub maps: Maps,
     ring_size: u32,
     applied: Applied,
+    /// The layout-versioned pin directory, when pinning.
+    pins: Option<PathBuf>,
+    /// True when the maps were found pinned and their content adopted.
+    adopted: bool,
 }
 
 impl XdpProgram {
@@ -113,11 +145,20 @@ impl XdpProgram {
         if opts.ring_size < 3 || !maglev::is_prime(opts.ring_size) {
             return Err(XdpError::RingSize(opts.ring_size));
         }
-        let mut ebpf = EbpfLoader::new()
+        let pins = opts.pin_dir.as_deref().map(pin_dir).transpose()?;
+        let adopted = pins.as_ref().is_some_and(|d| d.join(maps::SERVICES).exists());
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global(globals::RING_SIZE, &opts.ring_size, true)
             .map_max_entries(maps::RINGS, MAX_SERVICES * opts.ring_size)
-            .map_max_entries(maps::CONNS, opts.max_conns)
-            .load(PROGRAM_OBJECT)?;
+            .map_max_entries(maps::CONNS, opts.max_conns);
+        if let Some(dir) = &pins {
+            // Existing pins are reused as they are: that is the adoption.
+            for name in MAP_NAMES {
+                loader.map_pin_path(name, dir.join(name));
+            }
+        }
+        let mut ebpf = loader.load(PROGRAM_OBJECT)?;
         xdp_mut(&mut ebpf)?.load()?;
         let maps = Maps {
             services: take(&mut ebpf, maps::SERVICES)?,
@@ -130,19 +171,74 @@ impl XdpProgram {
             service_stats: take(&mut ebpf, maps::SERVICE_STATS)?,
             real_stats: take(&mut ebpf, maps::REAL_STATS)?,
         };
-        Ok(XdpProgram { ebpf, maps, ring_size: opts.ring_size, applied: Applied::new() })
+        let applied = if adopted { Applied::adopt(&maps, opts.ring_size)? } else { Applied::new() };
+        Ok(XdpProgram { ebpf, maps, ring_size: opts.ring_size, applied, pins, adopted })
+    }
+
+    /// Whether the maps (and so the connection table) came from a previous
+    /// daemon's pins.
+    pub fn adopted(&self) -> bool {
+        self.adopted
+    }
+
+    /// Detaches every pinned link and removes every pin under `dir`: what
+    /// `director --cleanup` does. Returns the interfaces detached.
+    pub fn cleanup(dir: &Path) -> Result<Vec<String>, XdpError> {
+        let dir = versioned(dir);
+        let mut detached = Vec::new();
+        let Ok(entries) = fs::read_dir(&dir) else { return Ok(detached) };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(iface) = name.strip_prefix("link-").and_then(|m| m.split_once('-')).map(|(_, i)| i) {
+                // Unpinning drops the last reference: the link detaches.
+                let link = PinnedLink::from_pin(&path).map_err(|e| pin_err(&path, e))?;
+                drop(link.unpin().map_err(|e| pin_err(&path, e))?);
+                detached.push(iface.to_string());
+            } else {
+                fs::remove_file(&path).map_err(|e| pin_err(&path, e))?;
+            }
+        }
+        fs::remove_dir(&dir).map_err(|e| pin_err(&dir, e))?;
+        Ok(detached)
     }
 
     /// Attaches in native (driver) mode, falling back to SKB mode when the
-    /// driver refuses.
+    /// driver refuses. When pinning, a link a previous daemon left on the
+    /// interface is taken over: the new program replaces the old one
+    /// atomically, and no packet goes unprocessed.
     pub fn attach(&mut self, iface: &str) -> Result<AttachMode, XdpError> {
+        let Some(dir) = self.pins.clone() else { return self.attach_new(iface).map(|(mode, _)| mode) };
+        // bpffs holds only pinned objects, so the mode lives in the name.
+        let pinned_as = |mode: AttachMode| dir.join(format!("link-{mode}-{iface}"));
+        for mode in [AttachMode::Native, AttachMode::Skb] {
+            let path = pinned_as(mode);
+            if path.exists() {
+                let pinned = PinnedLink::from_pin(&path).map_err(|e| pin_err(&path, e))?;
+                let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| pin_err(&path, e))?;
+                xdp_mut(&mut self.ebpf)?.attach_to_link(link)?;
+                return Ok(mode);
+            }
+        }
+        let (mode, id) = self.attach_new(iface)?;
+        let link = xdp_mut(&mut self.ebpf)?.take_link(id)?;
+        // Only bpf_link attachments can be pinned; a kernel that fell back
+        // to the netlink API gets a link that ends with this process.
+        if let Ok(fd) = FdLink::try_from(link) {
+            let path = pinned_as(mode);
+            fd.pin(&path).map_err(|e| pin_err(&path, e))?;
+        }
+        Ok(mode)
+    }
+
+    fn attach_new(&mut self, iface: &str) -> Result<(AttachMode, aya::programs::xdp::XdpLinkId), XdpError> {
         let prog = xdp_mut(&mut self.ebpf)?;
         let native = match prog.attach(iface, XdpMode::Driver) {
-            Ok(_) => return Ok(AttachMode::Native),
+            Ok(id) => return Ok((AttachMode::Native, id)),
             Err(e) => e,
         };
         match prog.attach(iface, XdpMode::Skb) {
-            Ok(_) => Ok(AttachMode::Skb),
+            Ok(id) => Ok((AttachMode::Skb, id)),
             Err(skb) => Err(XdpError::Attach { iface: iface.to_string(), native, skb }),
         }
     }
@@ -223,6 +319,52 @@ pub fn flow_key(src: std::net::IpAddr, sport: u16, dst: std::net::IpAddr, dport:
         family: family(src),
         _pad: [0; 2],
     }
+}
+
+/// `<dir>/v<MAP_LAYOUT_VERSION>`, created, on a bpffs. The bpffs itself is
+/// mounted on the parent when the host has none there yet, as systemd
+/// would have done.
+fn pin_dir(dir: &Path) -> Result<PathBuf, XdpError> {
+    let root = dir.parent().unwrap_or(dir);
+    if !is_bpffs(root) {
+        fs::create_dir_all(root).map_err(|e| pin_err(root, e))?;
+        let c = cstring(root)?;
+        // SAFETY: NUL-terminated strings; no data argument.
+        let rc = unsafe { libc::mount(c"bpf".as_ptr(), c.as_ptr(), c"bpf".as_ptr(), 0, std::ptr::null()) };
+        if rc != 0 || !is_bpffs(root) {
+            return Err(XdpError::Pin {
+                path: root.to_path_buf(),
+                msg: format!(
+                    "not a BPF filesystem, and mounting one failed ({}); mount it with `mount -t bpf bpf {}`",
+                    std::io::Error::last_os_error(),
+                    root.display()
+                ),
+            });
+        }
+    }
+    let dir = versioned(dir);
+    fs::create_dir_all(&dir).map_err(|e| pin_err(&dir, e))?;
+    Ok(dir)
+}
+
+fn is_bpffs(path: &Path) -> bool {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    let Ok(c) = cstring(path) else { return false };
+    // SAFETY: a zeroed statfs is valid, and c is a NUL-terminated path.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    unsafe { libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type as i64 == BPF_FS_MAGIC }
+}
+
+fn cstring(path: &Path) -> Result<std::ffi::CString, XdpError> {
+    std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(|e| pin_err(path, e))
+}
+
+fn versioned(dir: &Path) -> PathBuf {
+    dir.join(format!("v{MAP_LAYOUT_VERSION}"))
+}
+
+fn pin_err(path: &Path, e: impl fmt::Display) -> XdpError {
+    XdpError::Pin { path: path.to_path_buf(), msg: e.to_string() }
 }
 
 fn xdp_mut(ebpf: &mut Ebpf) -> Result<&mut Xdp, XdpError> {

@@ -1,0 +1,1337 @@
+//! End to end through the real binaries: the `director` daemon started in a
+//! network namespace on a keepalived-style configuration, operated with
+//! `directorctl`, observed through its Prometheus endpoint, and forwarding
+//! real TCP (LVS-DR) from a client to three real servers. Runs as root.
+//!
+//! The topology is `xdp_e2e`'s DR one (see there for the two XDP-on-veth
+//! traps): one bridge in a switch namespace; the client, the director and
+//! three real servers plugged into it; the VIP on each real server's
+//! loopback with arp_ignore/arp_announce; a passing XDP program on the
+//! director-facing bridge port; TX checksum offload off on the client and on
+//! that port. The difference: nothing here programs the data plane. The
+//! daemon reads the configuration, adds the VIP to its eth0 (a static VIP,
+//! from `virtual_ipaddress`), resolves the real servers' next hops and
+//! applies the services itself.
+//!
+//! The daemon is started with `nsenter --net` rather than `ip netns exec`:
+//! the latter remounts /sys, which would hide the host's bpffs pins.
+//!
+//! The real servers speak a line protocol, so one connection can ask
+//! several times which server it reached: every line gets
+//! `NAME CLIENT-ADDR LOCAL-ADDR\n`; the server closes when the client does.
+//! (A first line starting with `GET ` gets an HTTP/1.0 answer instead, for
+//! curl while debugging.) Clients always close first, so each client port
+//! used stays in TIME_WAIT on the client for the whole test: a later
+//! connection can never reuse an earlier 4-tuple and with it an earlier
+//! connection-table entry (the XDP table has no TCP state; a reused tuple
+//! would follow the old entry, not the scheduler).
+
+use std::{
+    collections::BTreeMap,
+    ffi::OsStr,
+    fs::{self, File},
+    io::{BufRead, BufReader, ErrorKind, Read, Write},
+    net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream},
+    os::{fd::AsRawFd, unix::process::CommandExt},
+    path::{Path, PathBuf},
+    process::{Child, Command, ExitStatus, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+    },
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use director::dataplane::xdp::{AttachMode, LoadOptions, XdpProgram};
+use director_tests::{
+    netns::Netns,
+    topo::{bridge, plug, set_tx_csum, sysctl},
+};
+
+const VIP: Ipv4Addr = Ipv4Addr::new(10, 81, 0, 100);
+const VIP_PORT: u16 = 80;
+const CLIENT_ADDR: &str = "10.81.0.1/24";
+const DIRECTOR_ADDR: &str = "10.81.0.2/24";
+const RS_IPS: [Ipv4Addr; 3] = [Ipv4Addr::new(10, 81, 0, 10), Ipv4Addr::new(10, 81, 0, 20), Ipv4Addr::new(10, 81, 0, 30)];
+const RS_NAMES: [&str; 3] = ["rs1", "rs2", "rs3"];
+/// The metrics endpoint, on the director namespace's own loopback.
+const METRICS_PORT: u16 = 19612;
+/// The vrrp_instance's router id in a good configuration.
+const VRID: u32 = 51;
+
+/// Connect, write and read timeout of every client connection.
+const IO_TIMEOUT: Duration = Duration::from_secs(3);
+/// From spawning the daemon to `directorctl status` answering.
+const READY_TIMEOUT: Duration = Duration::from_secs(20);
+/// From a ready daemon to every real server applied and a connection
+/// through the VIP answered (next hops resolve within ~2 s).
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(15);
+/// From SIGTERM to exit; then SIGKILL.
+const STOP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Any one run of directorctl, promtool, director --cleanup.
+const TOOL_TIMEOUT: Duration = Duration::from_secs(15);
+/// Polling the metrics endpoint until it shows a change (it is refreshed
+/// every 2 s, or at once after a reload).
+const METRICS_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often every waiting loop polls.
+const POLL: Duration = Duration::from_millis(100);
+
+// ---------------------------------------------------------------------------
+// The tests
+
+/// `directorctl rs disable` quiesces a real server: no new connection
+/// reaches it, an established one keeps talking to it; `rs enable` puts it
+/// back. An unknown address is refused with exit 1.
+#[test]
+fn rs_disable_drains() -> Result<()> {
+    let lab = Lab::new("drain")?;
+    lab.explain(rs_disable_drains_in(&lab))
+}
+
+fn rs_disable_drains_in(lab: &Lab) -> Result<()> {
+    let started = Instant::now();
+    let mut long = lab.open()?;
+    let first = long.ask().context("first request on the long-lived connection")?;
+    check_dr(&first, long.local)?;
+    let victim = rs_ip(&first.server)?;
+    println!("long-lived connection {} reached {} ({victim})", long.local, first.server);
+
+    let out = lab.daemon.ctl(&["rs", "disable", &victim.to_string()])?;
+    ensure!(out.code == Some(0), "rs disable {victim}: {out}");
+    let want = format!("{victim}:80 in TCP {VIP}:80: weight 1 -> 0 (disabled)");
+    ensure!(out.stdout.contains(&want), "rs disable {victim} should say {want:?}: {out}");
+
+    // The listing: weight 0 and the note; the others untouched.
+    let rows = lab.list()?;
+    for ip in RS_IPS {
+        let row = rows.get(&format!("{ip}:80")).with_context(|| format!("{ip}:80 not listed: {rows:?}"))?;
+        if ip == victim {
+            ensure!(row.weight == 0 && row.notes.contains("(disabled)"), "{ip}: listed as {row:?} after rs disable");
+        } else {
+            ensure!(row.weight == 1 && row.notes.is_empty(), "{ip}: listed as {row:?}, untouched expected");
+        }
+    }
+
+    // New connections avoid it; with 60 of them, both others answer (a
+    // fair coin missing one side 60 times: 2^-59).
+    let replies = lab.many(60)?;
+    let tally = tally(&replies);
+    println!("60 connections after rs disable {victim}: {tally:?}");
+    ensure!(!tally.contains_key(&first.server), "{} (disabled) got new connections: {tally:?}", first.server);
+    ensure!(tally.len() == 2, "expected both remaining servers to answer: {tally:?}");
+
+    // The established connection still reaches its server.
+    let again = long.ask().context("the long-lived connection after rs disable")?;
+    ensure!(again.server == first.server, "the long-lived connection moved from {} to {}", first.server, again.server);
+
+    let out = lab.daemon.ctl(&["rs", "enable", &victim.to_string()])?;
+    ensure!(out.code == Some(0), "rs enable {victim}: {out}");
+    let want = format!("{victim}:80 in TCP {VIP}:80: weight 0 -> 1 (enabled)");
+    ensure!(out.stdout.contains(&want), "rs enable {victim} should say {want:?}: {out}");
+    let row = lab.list()?.remove(&format!("{victim}:80")).context("victim not listed")?;
+    ensure!(row.weight == 1 && row.notes.is_empty(), "{victim}: listed as {row:?} after rs enable");
+
+    // New connections reach it again: each does with probability 1/3, so
+    // 60 in a row missing it would be (2/3)^60, about 3e-11.
+    let mut reached = None;
+    for i in 1..=60 {
+        let (answer, _) = lab.once().with_context(|| format!("connection {i} after rs enable"))?;
+        if answer.server == first.server {
+            reached = Some(i);
+            break;
+        }
+    }
+    let i = reached.with_context(|| format!("{} got none of 60 new connections after rs enable", first.server))?;
+    println!("after rs enable, connection {i} reached {}", first.server);
+
+    let last = long.ask().context("the long-lived connection after rs enable")?;
+    ensure!(last.server == first.server, "the long-lived connection moved to {} after rs enable", last.server);
+    long.close()?;
+
+    let out = lab.daemon.ctl(&["rs", "disable", "10.99.99.99"])?;
+    ensure!(out.code == Some(1), "rs disable of an unknown server should exit 1: {out}");
+    ensure!(out.stderr.contains("no real server"), "rs disable 10.99.99.99 should say `no real server`: {out}");
+    // And it changed nothing.
+    let rows = lab.list()?;
+    ensure!(rows.values().all(|r| r.weight == 1 && r.notes.is_empty()), "listing after a refused change: {rows:?}");
+
+    println!("rs_disable_drains: {:.2?} after setup", started.elapsed());
+    Ok(())
+}
+
+/// A reload of a broken file is refused with the file's position and keeps
+/// the running configuration forwarding; a good one is applied. The SIGHUP
+/// path counts its failures in the metrics.
+#[test]
+fn reload_with_a_broken_config_keeps_forwarding() -> Result<()> {
+    let lab = Lab::new("reload")?;
+    lab.explain(reload_in(&lab))
+}
+
+fn reload_in(lab: &Lab) -> Result<()> {
+    let started = Instant::now();
+    let status = lab.status()?;
+    let generation = generation_of(&status)?;
+    ensure!(reloads(&status)? == "0 ok, 0 failed", "fresh daemon: {status}");
+
+    // virtual_router_id must be 1..=255: an error, not a warning.
+    let broken = config(300, [1, 1, 1]);
+    let (line, col) = position(&broken, "virtual_router_id 300", "300");
+    fs::write(&lab.conf, &broken)?;
+    let out = lab.daemon.ctl(&["reload"])?;
+    ensure!(out.code == Some(1), "reload of a broken file should exit 1: {out}");
+    let at = format!("{}:{line}:{col}", lab.conf.display());
+    ensure!(out.stderr.contains(&at), "the reload error should name {at}: {out}");
+    println!("broken reload refused: {}", out.stderr.trim());
+
+    let replies = lab.many(20).context("forwarding after a refused reload")?;
+    println!("20 connections after the refused reload: {:?}", tally(&replies));
+    let status = lab.status()?;
+    ensure!(reloads(&status)? == "0 ok, 1 failed", "after the refused reload: {status}");
+    ensure!(generation_of(&status)? == generation, "the generation moved on a refused reload: {status}");
+    ensure!(status.contains(&at), "status should show the last reload error at {at}: {status}");
+
+    // A good file with a change: rs1's weight 1 -> 3.
+    fs::write(&lab.conf, config(VRID, [3, 1, 1]))?;
+    let out = lab.daemon.ctl(&["reload"])?;
+    ensure!(out.code == Some(0), "reload of a good file: {out}");
+    let reloaded: u64 = out
+        .stdout
+        .split("generation ")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no generation in {out}"))?;
+    ensure!(reloaded > generation, "generation {reloaded} after a good reload, was {generation}");
+    let rows = lab.list()?;
+    for (ip, w) in RS_IPS.iter().zip([3, 1, 1]) {
+        let row = rows.get(&format!("{ip}:80")).with_context(|| format!("{ip} not listed: {rows:?}"))?;
+        ensure!(row.weight == w && row.notes.is_empty(), "{ip}: listed as {row:?}, weight {w} expected");
+    }
+    let status = lab.status()?;
+    ensure!(reloads(&status)? == "1 ok, 1 failed", "after the good reload: {status}");
+    ensure!(generation_of(&status)? == reloaded, "status generation after the reload: {status}");
+    ensure!(!status.contains("last error"), "a good reload should clear the last error: {status}");
+    lab.many(20).context("forwarding after the good reload")?;
+
+    // SIGHUP with a broken file: the failure counter moves, nothing else.
+    let before = lab.scrape_until("the reload counters", |m| {
+        Ok(m.value("director_config_reloads_total", &[("result", "failure")])? == 1.0
+            && m.value("director_config_reloads_total", &[("result", "success")])? == 1.0)
+    })?;
+    ensure!(before.value("director_config_generation", &[])? == reloaded as f64, "generation gauge: {}", before.text);
+    fs::write(&lab.conf, &broken)?;
+    lab.daemon.signal(libc::SIGHUP)?;
+    let sent = Instant::now();
+    let after = lab.scrape_until("the SIGHUP reload failure", |m| {
+        Ok(m.value("director_config_reloads_total", &[("result", "failure")])? == 2.0)
+    })?;
+    println!("SIGHUP reload failure counted after {:.2?}", sent.elapsed());
+    ensure!(after.value("director_config_reloads_total", &[("result", "success")])? == 1.0, "{}", after.text);
+    ensure!(after.value("director_config_last_reload_success", &[])? == 0.0, "{}", after.text);
+    ensure!(after.value("director_config_generation", &[])? == reloaded as f64, "{}", after.text);
+    let status = lab.status()?;
+    ensure!(reloads(&status)? == "1 ok, 2 failed", "after the SIGHUP reload: {status}");
+    let replies = lab.many(20).context("forwarding after the SIGHUP reload")?;
+    println!("20 connections after the refused SIGHUP reload: {:?}", tally(&replies));
+    // The running weights are the last good file's.
+    ensure!(lab.list()?.get(&format!("{}:80", RS_IPS[0])).map(|r| r.weight) == Some(3), "rs1's weight after SIGHUP");
+
+    println!("reload_with_a_broken_config_keeps_forwarding: {:.2?} after setup", started.elapsed());
+    Ok(())
+}
+
+/// The Prometheus endpoint, fetched with a real HTTP client from inside the
+/// director's namespace: traffic counters after traffic, the effective
+/// weight after `rs disable`, and promtool's verdict on the exposition.
+#[test]
+fn metrics_endpoint_serves_the_daemon_state() -> Result<()> {
+    let lab = Lab::new("metrics")?;
+    lab.explain(metrics_in(&lab))
+}
+
+fn metrics_in(lab: &Lab) -> Result<()> {
+    let started = Instant::now();
+    let base = lab.scrape()?;
+    ensure!(base.status == 200, "GET /metrics: status {}: {}", base.status, base.text);
+    ensure!(
+        base.content_type == "text/plain; version=0.0.4; charset=utf-8",
+        "GET /metrics: content type {:?}",
+        base.content_type
+    );
+    ensure!(base.value("director_xdp_attach_mode", &[("interface", "eth0"), ("mode", "native")])? == 1.0, "{}", base.text);
+    ensure!(base.value("director_build_info", &[])? == 1.0, "{}", base.text);
+    let vs = [("vip", "10.81.0.100"), ("port", "80"), ("proto", "TCP")];
+    let rs = |ip: Ipv4Addr| -> [(&'static str, String); 5] {
+        [
+            ("vip", "10.81.0.100".into()),
+            ("port", "80".into()),
+            ("proto", "TCP".into()),
+            ("rip", ip.to_string()),
+            ("rport", "80".into()),
+        ]
+    };
+    // Counters before this test's traffic (readiness polling made some).
+    let vs_in = |m: &Scrape| m.value("director_vs_packets_total", &[&vs[..], &[("direction", "in")]].concat());
+    let rs_in = |m: &Scrape, ip| {
+        let l = rs(ip);
+        let mut labels: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        labels.push(("direction", "in"));
+        m.value("director_rs_packets_total", &labels)
+    };
+    let rs_conns = |m: &Scrape, ip| {
+        let l = rs(ip);
+        let labels: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        m.value("director_rs_connections_total", &labels)
+    };
+    let rs_gauge = |m: &Scrape, name: &str, ip| {
+        let l = rs(ip);
+        let labels: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        m.value(name, &labels)
+    };
+    let base_vs = vs_in(&base)?;
+    let base_rs: Vec<(f64, f64)> = RS_IPS.iter().map(|ip| Ok((rs_in(&base, *ip)?, rs_conns(&base, *ip)?))).collect::<Result<_>>()?;
+
+    const N: usize = 30;
+    let replies = lab.many(N)?;
+    let t = tally(&replies);
+    println!("{N} connections: {t:?}");
+    // Every connection is at least SYN, request, FIN from the client.
+    let grown = lab.scrape_until("traffic counters", |m| {
+        if vs_in(m)? < base_vs + 3.0 * N as f64 {
+            return Ok(false);
+        }
+        for (i, ip) in RS_IPS.iter().enumerate() {
+            let answered = t.get(RS_NAMES[i]).copied().unwrap_or(0) as f64;
+            if rs_in(m, *ip)? < base_rs[i].0 + 3.0 * answered || rs_conns(m, *ip)? < base_rs[i].1 + answered {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })?;
+    for (i, ip) in RS_IPS.iter().enumerate() {
+        let packets = rs_in(&grown, *ip)?;
+        println!("  {} ({ip}): in packets {packets}, connections {}", RS_NAMES[i], rs_conns(&grown, *ip)?);
+        ensure!(packets > 0.0, "{ip}: no packets counted");
+        ensure!(rs_gauge(&grown, "director_rs_effective_weight", *ip)? == 1.0, "{}", grown.text);
+        ensure!(rs_gauge(&grown, "director_rs_admin_disabled", *ip)? == 0.0, "{}", grown.text);
+    }
+    ensure!(vs_in(&grown)? > 0.0, "no service packets counted");
+    ensure!(
+        grown.value("director_packets_total", &[("reason", "fwd_dr"), ("action", "fwd")])? >= 3.0 * N as f64,
+        "fwd_dr: {}",
+        grown.text
+    );
+    promtool(&grown.text)?;
+
+    let victim = RS_IPS[1];
+    let out = lab.daemon.ctl(&["rs", "disable", &victim.to_string()])?;
+    ensure!(out.code == Some(0), "rs disable {victim}: {out}");
+    let disabled = Instant::now();
+    let after = lab.scrape_until("the effective weight after rs disable", |m| {
+        Ok(rs_gauge(m, "director_rs_effective_weight", victim)? == 0.0)
+    })?;
+    println!("metrics showed rs disable {victim} after {:.2?}", disabled.elapsed());
+    ensure!(rs_gauge(&after, "director_rs_admin_disabled", victim)? == 1.0, "{}", after.text);
+    ensure!(rs_gauge(&after, "director_rs_configured_weight", victim)? == 1.0, "{}", after.text);
+    for ip in [RS_IPS[0], RS_IPS[2]] {
+        ensure!(rs_gauge(&after, "director_rs_effective_weight", ip)? == 1.0, "{ip}: {}", after.text);
+    }
+    promtool(&after.text)?;
+
+    println!("metrics_endpoint_serves_the_daemon_state: {:.2?} after setup", started.elapsed());
+    Ok(())
+}
+
+/// The daemon stopped and started again under traffic: forwarding must not
+/// notice. Needs the data plane pinned in bpffs (`--bpffs-dir`).
+#[test]
+fn restart_during_traffic_loses_nothing() -> Result<()> {
+    let director = bin("director")?;
+    ensure!(
+        supports_bpffs_dir(&director)?,
+        "`{} --help` does not list --bpffs-dir: without pinned maps and links the data plane goes away with the \
+         daemon, so a hitless restart cannot be tested (the flag is being added)",
+        director.display()
+    );
+    let lab = Lab::new("restart")?;
+    lab.explain(restart_in(&lab))
+}
+
+/// One new connection of the client loop.
+struct Attempt {
+    start: Instant,
+    end: Instant,
+    result: Result<String, String>,
+}
+
+fn restart_in(lab: &Lab) -> Result<()> {
+    const LONG_LIVED: usize = 5;
+    const EVERY: Duration = Duration::from_millis(50);
+    /// No loop runs longer than this, whatever happens.
+    const LOOP_BUDGET: Duration = Duration::from_secs(60);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let old_pid = lab.daemon.pid().context("daemon not running")?;
+
+    // Long-lived connections, each asking every 50 ms on its own thread.
+    let mut longs = Vec::new();
+    for i in 0..LONG_LIVED {
+        let mut c = lab.open()?;
+        let server = c.ask().with_context(|| format!("long-lived connection {i}"))?.server;
+        let stop = stop.clone();
+        let handle = std::thread::Builder::new().name(format!("long{i}")).spawn(move || {
+            let start = Instant::now();
+            let mut answers: Vec<Instant> = Vec::new();
+            let mut failure = None;
+            while !stop.load(Ordering::Relaxed) && start.elapsed() < LOOP_BUDGET {
+                match c.ask() {
+                    Ok(a) if a.server == server => answers.push(Instant::now()),
+                    Ok(a) => {
+                        failure = Some(format!("moved from {server} to {}", a.server));
+                        break;
+                    }
+                    Err(e) => {
+                        failure = Some(format!("{e:#}"));
+                        break;
+                    }
+                }
+                std::thread::sleep(EVERY);
+            }
+            let closed = c.close().err().map(|e| format!("closing: {e:#}"));
+            (server, answers, failure.or(closed))
+        })?;
+        longs.push(handle);
+    }
+
+    // New connections, one at a time, from a thread in the client namespace.
+    let attempts = Arc::new(Mutex::new(Vec::<Attempt>::new()));
+    let opener = {
+        let (stop, attempts) = (stop.clone(), attempts.clone());
+        spawn_in(&lab.client, "opener", move || {
+            let begin = Instant::now();
+            while !stop.load(Ordering::Relaxed) && begin.elapsed() < LOOP_BUDGET {
+                let start = Instant::now();
+                let result = once(vip(), IO_TIMEOUT).map(|(a, _)| a.server).map_err(|e| format!("{e:#}"));
+                attempts.lock().unwrap().push(Attempt { start, end: Instant::now(), result });
+            }
+            Ok(())
+        })?
+    };
+    // Whatever fails below, the loops end.
+    struct StopOnDrop(Arc<AtomicBool>);
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
+    let _stopper = StopOnDrop(stop.clone());
+
+    // Traffic first, then the restart.
+    std::thread::sleep(Duration::from_secs(1));
+    let down = Instant::now();
+    lab.daemon.signal(libc::SIGTERM)?;
+    let status = lab.daemon.wait_exit(STOP_TIMEOUT)?;
+    ensure!(status.success(), "the daemon exited with {status} on SIGTERM");
+    let exited = Instant::now();
+    lab.daemon.start()?;
+    lab.daemon.wait_ready(READY_TIMEOUT)?;
+    let up = Instant::now();
+    println!(
+        "restart: exited {:.0?} after SIGTERM, answering again {:.0?} after SIGTERM",
+        exited - down,
+        up - down
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    stop.store(true, Ordering::Relaxed);
+
+    opener.join().map_err(|_| anyhow!("opener panicked"))??;
+    let mut long_failures = Vec::new();
+    for (i, h) in longs.into_iter().enumerate() {
+        let (server, answers, failure) = h.join().map_err(|_| anyhow!("long-lived thread {i} panicked"))?;
+        let after = answers.iter().filter(|t| **t > up).count();
+        let during = answers.iter().filter(|t| **t > down && **t <= up).count();
+        println!("  long-lived {i} on {server}: {} answers, {during} while restarting, {after} after", answers.len());
+        if let Some(f) = failure {
+            long_failures.push(format!("long-lived {i} on {server}: {f}"));
+        } else if after == 0 {
+            long_failures.push(format!("long-lived {i} on {server}: no answer after the restart"));
+        }
+    }
+
+    let attempts = std::mem::take(&mut *attempts.lock().unwrap());
+    let failed: Vec<String> = attempts
+        .iter()
+        .filter_map(|a| {
+            a.result.as_ref().err().map(|e| {
+                let rel = |t: Instant| ms_since(down, t);
+                format!("[{} ms .. {} ms after SIGTERM] {e}", rel(a.start), rel(a.end))
+            })
+        })
+        .collect();
+    let in_window = attempts.iter().filter(|a| a.result.is_ok() && a.start >= down && a.end <= up).count();
+    let while_stopped = attempts.iter().filter(|a| a.result.is_ok() && a.start >= down && a.end <= exited).count();
+    println!(
+        "new connections: {} in all, {} failed, {in_window} made while the daemon restarted ({while_stopped} before it had exited)",
+        attempts.len(),
+        failed.len()
+    );
+    ensure!(
+        failed.is_empty(),
+        "{} of {} new connections failed; the first: {:#?}",
+        failed.len(),
+        attempts.len(),
+        &failed[..failed.len().min(5)]
+    );
+    ensure!(long_failures.is_empty(), "long-lived connections broke: {long_failures:#?}");
+    ensure!(in_window > 0, "no new connection completed while the daemon restarted: nothing proves traffic flowed");
+
+    let new_pid = lab.daemon.pid().context("daemon not running after the restart")?;
+    ensure!(new_pid != old_pid, "the daemon's pid did not change ({old_pid})");
+    let status = lab.status()?;
+    ensure!(status.contains(&format!("pid {new_pid}")), "status after the restart: {status}");
+    let rows = lab.list()?;
+    ensure!(rows.len() == 3 && rows.values().all(|r| r.weight == 1), "listing after the restart: {rows:?}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------
+// The lab: topology, real servers, configuration and the daemon
+
+struct Lab {
+    // Fields drop in this order: the daemon first (stopped, pins removed),
+    // the namespaces last.
+    daemon: Daemon,
+    _servers: Vec<LineServer>,
+    _passer: XdpProgram,
+    conf: PathBuf,
+    _tmp: TempDir,
+    _rs: Vec<Netns>,
+    dir: Netns,
+    client: Netns,
+    _switch: Netns,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Result<Lab> {
+        let started = Instant::now();
+        let director = bin("director")?;
+        let ctl = bin("directorctl")?;
+        let pins = supports_bpffs_dir(&director)?;
+
+        let switch = Netns::new(&format!("{tag}-sw"))?;
+        let client = Netns::new(&format!("{tag}-cli"))?;
+        let dir = Netns::new(&format!("{tag}-dir"))?;
+        let rs = (1..=3).map(|i| Netns::new(&format!("{tag}-rs{i}"))).collect::<Result<Vec<_>>>()?;
+
+        bridge(&switch, "br0")?;
+        plug(&switch, "br0", "c0", &client, "eth0")?;
+        plug(&switch, "br0", "d0", &dir, "eth0")?;
+        for (i, ns) in rs.iter().enumerate() {
+            plug(&switch, "br0", &format!("r{}", i + 1), ns, "eth0")?;
+        }
+        client.ip(&["addr", "add", CLIENT_ADDR, "dev", "eth0"])?;
+        // No VIP on the director: the daemon adds it from the configuration.
+        dir.ip(&["addr", "add", DIRECTOR_ADDR, "dev", "eth0"])?;
+        for (ns, ip) in rs.iter().zip(RS_IPS) {
+            sysctl(ns, "net.ipv4.conf.all.arp_ignore", "1")?;
+            sysctl(ns, "net.ipv4.conf.all.arp_announce", "2")?;
+            ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
+            ns.ip(&["addr", "add", &format!("{VIP}/32"), "dev", "lo"])?;
+        }
+        set_tx_csum(&client, "eth0", false)?;
+        set_tx_csum(&switch, "d0", false)?;
+        let passer = switch.enter(|| -> Result<XdpProgram> {
+            let mut prog = XdpProgram::load_with(LoadOptions { ring_size: 3, max_conns: 16, ..Default::default() })?;
+            let mode = prog.attach("d0")?;
+            ensure!(mode == AttachMode::Native, "d0: passer attached in {mode} mode");
+            Ok(prog)
+        })??;
+        let servers = rs
+            .iter()
+            .zip(RS_NAMES)
+            .map(|(ns, name)| LineServer::start(ns, SocketAddr::from(([0, 0, 0, 0], VIP_PORT)), name))
+            .collect::<Result<Vec<_>>>()?;
+
+        let tmp = TempDir::new(tag)?;
+        let conf = tmp.0.join("director.conf");
+        fs::write(&conf, config(VRID, [1, 1, 1]))?;
+        let bpffs = if pins {
+            ensure_bpffs()?;
+            Some(PathBuf::from(format!("/sys/fs/bpf/director-test-{tag}-{}-{}", std::process::id(), unique())))
+        } else {
+            println!("note: `director --help` has no --bpffs-dir yet; starting without it");
+            None
+        };
+        let mut args: Vec<String> = vec![
+            "-f".into(),
+            conf.display().to_string(),
+            "--iface".into(),
+            "eth0".into(),
+            "--socket".into(),
+            tmp.0.join("d.sock").display().to_string(),
+            "--metrics-listen".into(),
+            format!("127.0.0.1:{METRICS_PORT}"),
+        ];
+        if let Some(b) = &bpffs {
+            args.extend(["--bpffs-dir".into(), b.display().to_string()]);
+        }
+        let daemon = Daemon {
+            netns: dir.name().to_string(),
+            director,
+            ctl,
+            args,
+            socket: tmp.0.join("d.sock"),
+            log: tmp.0.join("director.log"),
+            bpffs,
+            child: Mutex::new(None),
+        };
+        let lab = Lab {
+            daemon,
+            _servers: servers,
+            _passer: passer,
+            conf,
+            _tmp: tmp,
+            _rs: rs,
+            dir,
+            client,
+            _switch: switch,
+        };
+        let ready = lab.explain(lab.bring_up());
+        ready.with_context(|| format!("bringing up the {tag} lab"))?;
+        println!("{tag}: lab up in {:.2?}", started.elapsed());
+        Ok(lab)
+    }
+
+    /// Starts the daemon and waits until it forwards to all three servers.
+    fn bring_up(&self) -> Result<()> {
+        self.daemon.start()?;
+        self.daemon.wait_ready(READY_TIMEOUT)?;
+        let addrs = self.dir.ip(&["-4", "addr", "show", "dev", "eth0"])?;
+        ensure!(addrs.contains(&format!("inet {VIP}/32")), "the daemon did not add the VIP to eth0: {addrs}");
+        // Every real server applied (the listing's weight is the data
+        // plane's), then one connection through the VIP.
+        let deadline = Instant::now() + FORWARD_TIMEOUT;
+        let mut last = String::new();
+        loop {
+            let rows = self.list()?;
+            let applied = RS_IPS.iter().all(|ip| rows.get(&format!("{ip}:80")).is_some_and(|r| r.weight == 1));
+            if applied {
+                match self.client.enter(|| once(vip(), Duration::from_secs(1)))? {
+                    Ok((a, local)) => return check_dr(&a, local),
+                    Err(e) => last = format!("{e:#}"),
+                }
+            } else {
+                last = format!("not every real server applied yet: {rows:?}");
+            }
+            ensure!(Instant::now() < deadline, "not forwarding within {FORWARD_TIMEOUT:?}: {last}");
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// On failure, prints the daemon's log (the test output shows it).
+    fn explain<T>(&self, r: Result<T>) -> Result<T> {
+        if r.is_err() {
+            eprintln!("---- director log ({}) ----\n{}\n---- end of director log ----", self.daemon.log.display(), self.daemon.log_tail(80));
+        }
+        r
+    }
+
+    fn once(&self) -> Result<(Answer, SocketAddr)> {
+        self.client.enter(|| once(vip(), IO_TIMEOUT))?
+    }
+
+    /// `n` new connections in turn; stops at the first failure. Each must
+    /// look like DR (the server saw the client as it is, on the VIP).
+    fn many(&self, n: usize) -> Result<Vec<Answer>> {
+        self.client.enter(|| -> Result<Vec<Answer>> {
+            let mut out = Vec::with_capacity(n);
+            for i in 0..n {
+                let (a, local) = once(vip(), IO_TIMEOUT).with_context(|| format!("new connection {} of {n}", i + 1))?;
+                check_dr(&a, local).with_context(|| format!("new connection {} of {n}", i + 1))?;
+                out.push(a);
+            }
+            Ok(out)
+        })?
+    }
+
+    /// A connection from the client namespace, usable from any thread.
+    fn open(&self) -> Result<Conn> {
+        self.client.enter(|| Conn::open(vip(), IO_TIMEOUT))?
+    }
+
+    fn status(&self) -> Result<String> {
+        let out = self.daemon.ctl(&["status"])?;
+        ensure!(out.code == Some(0), "directorctl status: {out}");
+        Ok(out.stdout)
+    }
+
+    /// `directorctl list`, by real server.
+    fn list(&self) -> Result<BTreeMap<String, Row>> {
+        let out = self.daemon.ctl(&["list"])?;
+        ensure!(out.code == Some(0), "directorctl list: {out}");
+        ensure!(out.stdout.contains(&format!("TCP  {VIP}:80 wrr")), "directorctl list shows no wrr service on the VIP: {out}");
+        Ok(parse_list(&out.stdout))
+    }
+
+    /// GET /metrics with ureq from a thread inside the director namespace.
+    fn scrape(&self) -> Result<Scrape> {
+        let url = format!("http://127.0.0.1:{METRICS_PORT}/metrics");
+        self.dir.enter(|| -> Result<Scrape> {
+            let agent: ureq::Agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(5)))
+                .build()
+                .into();
+            let mut resp = agent.get(&url).call().with_context(|| format!("GET {url}"))?;
+            let status = resp.status().as_u16();
+            let content_type =
+                resp.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+            let text = resp.body_mut().read_to_string().with_context(|| format!("reading {url}"))?;
+            Ok(Scrape { status, content_type, text })
+        })?
+    }
+
+    /// Scrapes until `done` holds (the endpoint shows the daemon's state as
+    /// of its last refresh, every 2 s).
+    fn scrape_until(&self, what: &str, done: impl Fn(&Scrape) -> Result<bool>) -> Result<Scrape> {
+        let deadline = Instant::now() + METRICS_TIMEOUT;
+        loop {
+            let m = self.scrape()?;
+            ensure!(m.status == 200, "GET /metrics: status {}: {}", m.status, m.text);
+            // A missing series is a failure only at the deadline.
+            let ok = done(&m);
+            if matches!(ok, Ok(true)) {
+                return Ok(m);
+            }
+            if Instant::now() >= deadline {
+                let why = match ok {
+                    Err(e) => format!("{e:#}"),
+                    _ => "condition false".into(),
+                };
+                bail!("metrics never showed {what} within {METRICS_TIMEOUT:?} ({why}); last scrape:\n{}", m.text);
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+}
+
+/// The keepalived-style configuration: one vrrp_instance holding the VIP
+/// on eth0, one DR service with the three real servers.
+fn config(vrid: u32, weights: [u32; 3]) -> String {
+    let mut s = format!(
+        "vrrp_instance VI_1 {{
+    state MASTER
+    interface eth0
+    virtual_router_id {vrid}
+    priority 100
+    advert_int 1
+    virtual_ipaddress {{
+        {VIP}
+    }}
+}}
+
+virtual_server {VIP} {VIP_PORT} {{
+    lvs_sched wrr
+    lvs_method DR
+    protocol TCP
+"
+    );
+    for (ip, w) in RS_IPS.iter().zip(weights) {
+        s.push_str(&format!("    real_server {ip} 80 {{\n        weight {w}\n    }}\n"));
+    }
+    s.push_str("}\n");
+    s
+}
+
+/// 1-based line and column of `needle` within the line containing `line_has`.
+fn position(text: &str, line_has: &str, needle: &str) -> (usize, usize) {
+    let (i, line) = text.lines().enumerate().find(|(_, l)| l.contains(line_has)).expect("line present");
+    let col = line.find(line_has).unwrap() + line_has.find(needle).unwrap() + 1;
+    (i + 1, col)
+}
+
+fn vip() -> SocketAddr {
+    SocketAddr::from((VIP, VIP_PORT))
+}
+
+fn rs_ip(name: &str) -> Result<Ipv4Addr> {
+    RS_NAMES.iter().position(|n| *n == name).map(|i| RS_IPS[i]).with_context(|| format!("unknown server {name:?}"))
+}
+
+/// DR leaves L3 alone: the server saw the client's own address, and the
+/// connection arriving on the VIP.
+fn check_dr(a: &Answer, local: SocketAddr) -> Result<()> {
+    ensure!(a.seen_peer == local, "{} saw the client as {}, not {local}", a.server, a.seen_peer);
+    ensure!(a.seen_local == vip(), "{} saw the connection on {}, not the VIP", a.server, a.seen_local);
+    Ok(())
+}
+
+fn tally(answers: &[Answer]) -> BTreeMap<String, usize> {
+    let mut t = BTreeMap::new();
+    for a in answers {
+        *t.entry(a.server.clone()).or_default() += 1;
+    }
+    t
+}
+
+// ---------------------------------------------------------------------------
+// directorctl output
+
+/// One real server's line of `directorctl list`.
+#[derive(Debug)]
+struct Row {
+    weight: u32,
+    /// What follows the columns, e.g. "(disabled)".
+    notes: String,
+}
+
+fn parse_list(text: &str) -> BTreeMap<String, Row> {
+    let mut rows = BTreeMap::new();
+    for line in text.lines() {
+        let Some(rest) = line.strip_prefix("  -> ") else { continue };
+        let words: Vec<&str> = rest.split_whitespace().collect();
+        // addr, forward, weight, active, inactive, notes...
+        if words.len() < 5 || words[0] == "RemoteAddress:Port" {
+            continue;
+        }
+        let Ok(weight) = words[2].parse() else { continue };
+        rows.insert(words[0].to_string(), Row { weight, notes: words[5..].join(" ") });
+    }
+    rows
+}
+
+/// "config        /path (generation 3)" → 3.
+fn generation_of(status: &str) -> Result<u64> {
+    status
+        .split("(generation ")
+        .nth(1)
+        .and_then(|s| s.split(')').next())
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("no generation in status: {status}"))
+}
+
+/// "reloads       1 ok, 0 failed" → "1 ok, 0 failed".
+fn reloads(status: &str) -> Result<String> {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("reloads"))
+        .map(|r| r.trim().to_string())
+        .with_context(|| format!("no reloads line in status: {status}"))
+}
+
+// ---------------------------------------------------------------------------
+// Metrics
+
+struct Scrape {
+    status: u16,
+    content_type: String,
+    text: String,
+}
+
+impl Scrape {
+    /// The one sample of `name` whose labels include `labels`.
+    fn value(&self, name: &str, labels: &[(&str, &str)]) -> Result<f64> {
+        let mut found = Vec::new();
+        for line in self.text.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+            let (series, value) = line.rsplit_once(' ').with_context(|| format!("bad sample line {line:?}"))?;
+            let (n, set) = match series.split_once('{') {
+                Some((n, rest)) => (n, rest.strip_suffix('}').with_context(|| format!("bad labels in {line:?}"))?),
+                None => (series, ""),
+            };
+            if n != name {
+                continue;
+            }
+            let have: BTreeMap<&str, &str> = set
+                .split("\",")
+                .filter(|p| !p.is_empty())
+                .filter_map(|p| p.split_once("=\""))
+                .map(|(k, v)| (k, v.trim_end_matches('"')))
+                .collect();
+            if labels.iter().all(|(k, v)| have.get(k) == Some(v)) {
+                found.push(value.parse::<f64>().with_context(|| format!("bad value in {line:?}"))?);
+            }
+        }
+        match found[..] {
+            [v] => Ok(v),
+            [] => bail!("no sample {name}{labels:?}"),
+            _ => bail!("{} samples match {name}{labels:?}", found.len()),
+        }
+    }
+}
+
+/// `promtool check metrics` on the exposition, when promtool is installed.
+fn promtool(text: &str) -> Result<()> {
+    let Some(promtool) = which("promtool") else {
+        println!("promtool not installed: skipping its check");
+        return Ok(());
+    };
+    let out = run_bounded(&promtool, &["check", "metrics"], Some(text.as_bytes()), TOOL_TIMEOUT)?;
+    ensure!(out.code == Some(0), "promtool check metrics: {out}\n{text}");
+    println!("promtool check metrics: ok{}", if out.stdout.trim().is_empty() { String::new() } else { format!(" ({})", out.stdout.trim()) });
+    Ok(())
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.is_file())
+}
+
+// ---------------------------------------------------------------------------
+// The daemon
+
+/// The `director` process, started with nsenter in the director namespace.
+/// Dropping it stops the daemon and, with --bpffs-dir, runs
+/// `director --cleanup` so no pin or attached program outlives the test.
+struct Daemon {
+    netns: String,
+    director: PathBuf,
+    ctl: PathBuf,
+    args: Vec<String>,
+    socket: PathBuf,
+    log: PathBuf,
+    bpffs: Option<PathBuf>,
+    child: Mutex<Option<Child>>,
+}
+
+impl Daemon {
+    fn start(&self) -> Result<()> {
+        let mut child = self.child.lock().unwrap();
+        ensure!(child.is_none(), "the daemon is already running");
+        let mut log = File::options().create(true).append(true).open(&self.log)?;
+        writeln!(log, "==== {} {} ====", self.director.display(), self.args.join(" "))?;
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", self.netns))
+            .arg(&self.director)
+            .args(&self.args)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log);
+        // nsenter execs the daemon in place, so this pid is the daemon's.
+        // Should the test process die without running Drop, the daemon
+        // gets SIGTERM when the thread that started it ends.
+        // SAFETY: prctl is async-signal-safe; nothing else runs in the child.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        *child = Some(cmd.spawn().context("spawning nsenter … director")?);
+        Ok(())
+    }
+
+    fn pid(&self) -> Option<u32> {
+        self.child.lock().unwrap().as_ref().map(Child::id)
+    }
+
+    /// Polls `directorctl status` until it answers; fails early if the
+    /// daemon exits.
+    fn wait_ready(&self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.lock().unwrap().as_mut().context("daemon not started")?.try_wait()? {
+                bail!("the daemon exited with {status} before it was ready");
+            }
+            let out = self.ctl(&["status"])?;
+            if out.code == Some(0) {
+                return Ok(());
+            }
+            ensure!(Instant::now() < deadline, "directorctl status did not answer within {timeout:?}: {out}");
+            std::thread::sleep(POLL);
+        }
+    }
+
+    fn signal(&self, sig: libc::c_int) -> Result<()> {
+        let pid = self.pid().context("daemon not running")?;
+        // SAFETY: plain kill(2) on our own child, which has not been reaped.
+        ensure!(unsafe { libc::kill(pid as libc::pid_t, sig) } == 0, "kill {pid}: {}", std::io::Error::last_os_error());
+        Ok(())
+    }
+
+    /// Waits for the daemon to exit (after a signal); SIGKILL and an error
+    /// after `timeout`.
+    fn wait_exit(&self, timeout: Duration) -> Result<ExitStatus> {
+        let mut slot = self.child.lock().unwrap();
+        let child = slot.as_mut().context("daemon not running")?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                *slot = None;
+                return Ok(status);
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                *slot = None;
+                bail!("the daemon did not exit within {timeout:?}; killed");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// SIGTERM and wait; nothing to do if it is not running.
+    fn stop(&self) -> Result<Option<ExitStatus>> {
+        if self.pid().is_none() {
+            return Ok(None);
+        }
+        self.signal(libc::SIGTERM)?;
+        self.wait_exit(STOP_TIMEOUT).map(Some)
+    }
+
+    /// `directorctl --socket SOCK ARGS`.
+    fn ctl(&self, args: &[&str]) -> Result<ToolOutput> {
+        let mut full = vec!["--socket", self.socket.to_str().context("socket path")?];
+        full.extend_from_slice(args);
+        run_bounded(&self.ctl, &full, None, TOOL_TIMEOUT)
+    }
+
+    fn log_tail(&self, lines: usize) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_else(|e| format!("(cannot read the log: {e})"));
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        match self.stop() {
+            Ok(Some(s)) if !s.success() => eprintln!("director exited with {s} on SIGTERM"),
+            Err(e) => eprintln!("stopping director: {e:#}"),
+            _ => {}
+        }
+        if let Some(dir) = &self.bpffs {
+            let args = ["--cleanup", "--bpffs-dir", dir.to_str().unwrap_or_default()];
+            match run_bounded(&self.director, &args, None, TOOL_TIMEOUT) {
+                Ok(out) if out.code == Some(0) => {}
+                Ok(out) => eprintln!("director --cleanup --bpffs-dir {}: {out}", dir.display()),
+                Err(e) => eprintln!("director --cleanup --bpffs-dir {}: {e:#}", dir.display()),
+            }
+            if dir.exists() {
+                eprintln!("{} still exists after director --cleanup; removing it", dir.display());
+                let _ = fs::remove_dir_all(dir);
+            }
+        }
+    }
+}
+
+/// Whether this director pins its data plane (`--bpffs-dir`).
+fn supports_bpffs_dir(director: &Path) -> Result<bool> {
+    let out = run_bounded(director, &["--help"], None, TOOL_TIMEOUT)?;
+    ensure!(out.code == Some(0), "director --help: {out}");
+    Ok(out.stdout.contains("--bpffs-dir"))
+}
+
+/// Mounts bpffs on /sys/fs/bpf unless it is there; the daemon pins below it
+/// and refuses a directory on another file system. A lock file serialises
+/// this across test processes, so two never stack mounts.
+fn ensure_bpffs() -> Result<()> {
+    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+    let lock = File::create("/run/director-e2e-bpffs.lock").context("creating the bpffs lock file")?;
+    // SAFETY: flock on a descriptor we own; released when `lock` closes.
+    ensure!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } == 0, "flock: {}", std::io::Error::last_os_error());
+    // SAFETY: a zeroed statfs is valid; the path is NUL-terminated.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c"/sys/fs/bpf".as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC {
+        return Ok(());
+    }
+    println!("note: /sys/fs/bpf is not a bpffs; mounting one there");
+    director_tests::netns::run("mount", &["-t", "bpf", "bpf", "/sys/fs/bpf"])?;
+    Ok(())
+}
+
+/// The sibling of the test executable: target/<profile>/deps/.. /NAME.
+fn bin(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let dir = exe.parent().and_then(Path::parent).with_context(|| format!("no profile directory above {}", exe.display()))?;
+    let path = dir.join(name);
+    ensure!(
+        path.is_file(),
+        "{} does not exist (looked next to the test executable {}): run the tests from the workspace root \
+         (`cargo test` or `cargo nextest run`, which build the director package's binaries), or build them with \
+         `cargo build -p director --bins`",
+        path.display(),
+        exe.display()
+    );
+    Ok(path)
+}
+
+// ---------------------------------------------------------------------------
+// Processes, threads, files
+
+struct ToolOutput {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+impl std::fmt::Display for ToolOutput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {:?}\nstdout:\n{}\nstderr:\n{}", self.code, self.stdout.trim_end(), self.stderr.trim_end())
+    }
+}
+
+/// Runs a program to completion, killing it after `timeout`.
+fn run_bounded<S: AsRef<OsStr>>(program: &Path, args: &[S], stdin: Option<&[u8]>, timeout: Duration) -> Result<ToolOutput> {
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("spawning {}", program.display()))?;
+    let reader = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = Vec::new();
+            let _ = r.read_to_end(&mut s);
+            String::from_utf8_lossy(&s).into_owned()
+        })
+    };
+    let out = reader(Box::new(child.stdout.take().expect("piped")));
+    let err = reader(Box::new(child.stderr.take().expect("piped")));
+    if let (Some(data), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        let data = data.to_vec();
+        std::thread::spawn(move || {
+            let _ = pipe.write_all(&data);
+        });
+    }
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{} did not finish within {timeout:?}", program.display());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    Ok(ToolOutput {
+        code: status.code(),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
+/// A thread that lives in `ns` (sockets it opens are the namespace's).
+fn spawn_in<T: Send + 'static>(
+    ns: &Netns,
+    name: &str,
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<JoinHandle<Result<T>>> {
+    let file = File::open(format!("/run/netns/{}", ns.name())).with_context(|| format!("opening {}", ns.name()))?;
+    let ns_name = ns.name().to_string();
+    Ok(std::thread::Builder::new().name(name.into()).spawn(move || {
+        // SAFETY: setns on this thread only; the fd is valid for the call.
+        if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            bail!("setns {ns_name}: {}", std::io::Error::last_os_error());
+        }
+        drop(file);
+        f()
+    })?)
+}
+
+/// Signed milliseconds from `origin` to `t`.
+fn ms_since(origin: Instant, t: Instant) -> i128 {
+    t.saturating_duration_since(origin).as_millis() as i128 - origin.saturating_duration_since(t).as_millis() as i128
+}
+
+fn unique() -> u32 {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
+}
+
+/// A directory under the temp dir, removed on drop.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(tag: &str) -> Result<TempDir> {
+        let p = std::env::temp_dir().join(format!("director-e2e-{tag}-{}-{}", std::process::id(), unique()));
+        let _ = fs::remove_dir_all(&p);
+        fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
+        Ok(TempDir(p))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The line protocol: real servers and their client
+
+/// The longest a server (or one of its connections) lives.
+const SERVER_LIFETIME: Duration = Duration::from_secs(300);
+
+/// What a real server answered.
+#[derive(Clone, Debug)]
+struct Answer {
+    server: String,
+    /// The client address the server saw.
+    seen_peer: SocketAddr,
+    /// The address the server saw the connection arrive on.
+    seen_local: SocketAddr,
+}
+
+/// A client connection; opened inside a namespace, then usable anywhere.
+struct Conn {
+    r: BufReader<TcpStream>,
+    local: SocketAddr,
+}
+
+impl Conn {
+    fn open(addr: SocketAddr, timeout: Duration) -> Result<Conn> {
+        let s = TcpStream::connect_timeout(&addr, timeout).with_context(|| format!("connecting to {addr}"))?;
+        s.set_read_timeout(Some(timeout))?;
+        s.set_write_timeout(Some(timeout))?;
+        s.set_nodelay(true)?;
+        let local = s.local_addr()?;
+        Ok(Conn { r: BufReader::new(s), local })
+    }
+
+    /// One line out, one line back.
+    fn ask(&mut self) -> Result<Answer> {
+        let ctx = || format!("{} -> {}", self.local, vip());
+        self.r.get_mut().write_all(b"who\n").with_context(ctx)?;
+        let mut line = String::new();
+        let n = self.r.read_line(&mut line).with_context(ctx)?;
+        ensure!(n > 0 && line.ends_with('\n'), "{}: connection closed (got {line:?})", ctx());
+        let mut words = line.split_whitespace();
+        let (Some(server), Some(peer), Some(local), None) = (words.next(), words.next(), words.next(), words.next()) else {
+            bail!("{}: unexpected answer {line:?}", ctx());
+        };
+        Ok(Answer { server: server.into(), seen_peer: peer.parse().with_context(ctx)?, seen_local: local.parse().with_context(ctx)? })
+    }
+
+    /// Closes first (TIME_WAIT stays on the client), then waits for the
+    /// server's close.
+    fn close(mut self) -> Result<()> {
+        let ctx = format!("closing {} -> {}", self.local, vip());
+        self.r.get_mut().shutdown(Shutdown::Write).context(ctx.clone())?;
+        let mut rest = Vec::new();
+        self.r.read_to_end(&mut rest).context(ctx.clone())?;
+        ensure!(rest.is_empty(), "{ctx}: unexpected data {rest:?}");
+        Ok(())
+    }
+}
+
+/// One new connection, one question, closed by the client.
+fn once(addr: SocketAddr, timeout: Duration) -> Result<(Answer, SocketAddr)> {
+    let mut c = Conn::open(addr, timeout)?;
+    let local = c.local;
+    let a = c.ask()?;
+    c.close()?;
+    Ok((a, local))
+}
+
+/// A real server: answers every line of every connection with its name,
+/// the peer and the local address; a thread per connection, so long-lived
+/// connections do not block new ones. Stops (and joins) on drop.
+struct LineServer {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl LineServer {
+    fn start(ns: &Netns, bind: SocketAddr, name: &str) -> Result<LineServer> {
+        let listener = ns.enter(|| TcpListener::bind(bind))?.with_context(|| format!("binding {bind} in {}", ns.name()))?;
+        listener.set_nonblocking(true)?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let (stop, name) = (stop.clone(), name.to_string());
+            std::thread::Builder::new().name(format!("srv-{name}")).spawn(move || accept_loop(listener, &name, &stop))?
+        };
+        Ok(LineServer { stop, thread: Some(thread) })
+    }
+}
+
+impl Drop for LineServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn accept_loop(listener: TcpListener, name: &str, stop: &Arc<AtomicBool>) {
+    let deadline = Instant::now() + SERVER_LIFETIME;
+    let served = Arc::new(AtomicU64::new(0));
+    let mut conns: Vec<JoinHandle<()>> = Vec::new();
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        let mut pfd = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        // SAFETY: one valid pollfd; at most 50 ms.
+        if unsafe { libc::poll(&mut pfd, 1, 50) } <= 0 {
+            continue;
+        }
+        let Ok((stream, peer)) = listener.accept() else { continue };
+        let (name, stop, served) = (name.to_string(), stop.clone(), served.clone());
+        if let Ok(h) = std::thread::Builder::new().name(format!("conn-{name}")).spawn(move || {
+            let _ = converse(stream, &name, peer, &stop, &served);
+        }) {
+            conns.push(h);
+        }
+        conns.retain(|h| !h.is_finished());
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in conns {
+        let _ = h.join();
+    }
+}
+
+fn converse(s: TcpStream, name: &str, peer: SocketAddr, stop: &AtomicBool, served: &AtomicU64) -> std::io::Result<()> {
+    s.set_nonblocking(false)?;
+    s.set_nodelay(true)?;
+    // Short reads, so the stop flag is seen; writes bounded.
+    s.set_read_timeout(Some(Duration::from_millis(100)))?;
+    s.set_write_timeout(Some(Duration::from_secs(2)))?;
+    let local = s.local_addr()?;
+    let mut w = s.try_clone()?;
+    let mut r = BufReader::new(s);
+    let deadline = Instant::now() + SERVER_LIFETIME;
+    let mut line = Vec::new();
+    let mut http = false;
+    while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+        match r.read_until(b'\n', &mut line) {
+            // The client closed: close too (its TIME_WAIT, not ours).
+            Ok(0) => return Ok(()),
+            Ok(_) if !line.ends_with(b"\n") => return Ok(()),
+            Ok(_) => {}
+            // Bytes read so far stay in `line`; keep reading.
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
+                continue;
+            }
+            Err(e) => return Err(e),
+        }
+        let body = format!("{name} {peer} {local}\n");
+        if line.starts_with(b"GET ") {
+            http = true;
+        } else if http {
+            if line.trim_ascii().is_empty() {
+                let resp = format!(
+                    "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                w.write_all(resp.as_bytes())?;
+                served.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        } else {
+            w.write_all(body.as_bytes())?;
+            served.fetch_add(1, Ordering::Relaxed);
+        }
+        line.clear();
+    }
+    Ok(())
+}
