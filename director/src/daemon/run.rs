@@ -58,6 +58,8 @@ pub struct Daemon {
     reported: BTreeSet<String>,
     metrics: Arc<Metrics>,
     listener: Option<tokio::net::UnixListener>,
+    /// The static VIPs this daemon holds.
+    vips: BTreeSet<(String, IpAddr, u8)>,
 }
 
 impl Daemon {
@@ -82,6 +84,7 @@ impl Daemon {
         let resolver = Resolver::new()?;
         let mut daemon = Daemon {
             listener: Some(listener),
+            vips: BTreeSet::new(),
             args,
             config,
             admin: AdminOverrides::new(),
@@ -280,14 +283,24 @@ impl Daemon {
         Ok(())
     }
 
-    async fn hold_static_vips(&self) {
-        for (dev, addr, prefix) in desired::static_vips(&self.config) {
-            match self.resolver.ensure_address(&dev, addr, prefix).await {
+    /// Holds every configured VIP; a reload that drops one releases it.
+    /// Addresses stay across restarts (the data plane keeps forwarding).
+    async fn hold_static_vips(&mut self) {
+        let wanted: BTreeSet<(String, IpAddr, u8)> = desired::static_vips(&self.config).into_iter().collect();
+        for (dev, addr, prefix) in &wanted {
+            match self.resolver.ensure_address(dev, *addr, *prefix).await {
                 Ok(true) => info!("holding VIP {addr}/{prefix} on {dev} (static until VRRP runs)"),
                 Ok(false) => {}
                 Err(e) => warn!("VIP {addr}/{prefix}: {e}"),
             }
         }
+        for (dev, addr, prefix) in self.vips.difference(&wanted) {
+            match self.resolver.remove_address(dev, *addr, *prefix).await {
+                Ok(()) => info!("released VIP {addr}/{prefix} on {dev}: no longer configured"),
+                Err(e) => warn!("VIP {addr}/{prefix}: {e}"),
+            }
+        }
+        self.vips = wanted;
     }
 
     fn update_metrics(&self) {
