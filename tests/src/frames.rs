@@ -32,6 +32,13 @@ pub fn tcp(s: &Seg) -> Vec<u8> {
     }
 }
 
+/// A TCP SYN: a new connection.
+pub fn tcp_syn(s: &Seg) -> Vec<u8> {
+    match l3(s) {
+        L3::V4(b) | L3::V6(b) => b.tcp(s.sport, s.dport, 1000, 65535).syn().bytes(PAYLOAD),
+    }
+}
+
 pub fn udp(s: &Seg) -> Vec<u8> {
     match l3(s) {
         L3::V4(b) | L3::V6(b) => b.udp(s.sport, s.dport).bytes(PAYLOAD),

@@ -14,7 +14,12 @@
 //! applies the services itself.
 //!
 //! The daemon is started with `nsenter --net` rather than `ip netns exec`:
-//! the latter remounts /sys, which would hide the host's bpffs pins.
+//! the latter remounts /sys, which would hide the host's bpffs pins. Every
+//! daemon gets its own `--bpffs-dir` below /sys/fs/bpf (the default one is
+//! shared by every daemon on the host), and `director --cleanup` runs when
+//! the test ends, pass or fail, so no pin or attached program outlives it.
+//! A director whose `--help` has no `--bpffs-dir` yet is started without
+//! it, and the restart test fails saying so.
 //!
 //! The real servers speak a line protocol, so one connection can ask
 //! several times which server it reached: every line gets
@@ -31,13 +36,13 @@ use std::{
     ffi::OsStr,
     fs::{self, File},
     io::{BufRead, BufReader, ErrorKind, Read, Write},
-    net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream},
+    net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream},
     os::{fd::AsRawFd, unix::process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
+        atomic::{AtomicBool, AtomicU32, Ordering},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -370,6 +375,9 @@ struct Attempt {
 fn restart_in(lab: &Lab) -> Result<()> {
     const LONG_LIVED: usize = 5;
     const EVERY: Duration = Duration::from_millis(50);
+    /// Between two new connections: at most 1000/s, so even a restart that
+    /// takes the whole READY_TIMEOUT stays within the client's 28k ports.
+    const PACE: Duration = Duration::from_millis(1);
     /// No loop runs longer than this, whatever happens.
     const LOOP_BUDGET: Duration = Duration::from_secs(60);
 
@@ -416,6 +424,9 @@ fn restart_in(lab: &Lab) -> Result<()> {
                 let start = Instant::now();
                 let result = once(vip(), IO_TIMEOUT).map(|(a, _)| a.server).map_err(|e| format!("{e:#}"));
                 attempts.lock().unwrap().push(Attempt { start, end: Instant::now(), result });
+                // Continuous, but paced: each connection leaves a client
+                // port in TIME_WAIT, and a refused connect returns at once.
+                std::thread::sleep(PACE);
             }
             Ok(())
         })?
@@ -494,6 +505,22 @@ fn restart_in(lab: &Lab) -> Result<()> {
     ensure!(status.contains(&format!("pid {new_pid}")), "status after the restart: {status}");
     let rows = lab.list()?;
     ensure!(rows.len() == 3 && rows.values().all(|r| r.weight == 1), "listing after the restart: {rows:?}");
+
+    // Stopped, the daemon leaves the data plane forwarding; `--cleanup`
+    // detaches it and removes the pins.
+    let status = lab.daemon.stop()?.context("daemon not running")?;
+    ensure!(status.success(), "the restarted daemon exited with {status} on SIGTERM");
+    let (a, _) = lab.once().context("forwarding with the daemon stopped (the pinned data plane)")?;
+    println!("with the daemon stopped, a new connection reached {}", a.server);
+    ensure!(lab.dir.ip(&["link", "show", "eth0"])?.contains("xdp"), "no XDP program on eth0 with the daemon stopped");
+    lab.daemon.cleanup()?;
+    let link = lab.dir.ip(&["link", "show", "eth0"])?;
+    ensure!(!link.contains("xdp"), "XDP still attached to eth0 after director --cleanup: {link}");
+    // The VIP stays on eth0 with nothing behind it: the kernel refuses.
+    match lab.once() {
+        Ok((a, _)) => bail!("{} answered through the VIP after director --cleanup", a.server),
+        Err(e) => println!("after --cleanup the VIP is the director's own again: {e:#}"),
+    }
     Ok(())
 }
 
@@ -587,6 +614,7 @@ impl Lab {
             log: tmp.0.join("director.log"),
             bpffs,
             child: Mutex::new(None),
+            cleaned: AtomicBool::new(false),
         };
         let lab = Lab {
             daemon,
@@ -614,9 +642,9 @@ impl Lab {
         // Every real server applied (the listing's weight is the data
         // plane's), then one connection through the VIP.
         let deadline = Instant::now() + FORWARD_TIMEOUT;
-        let mut last = String::new();
         loop {
             let rows = self.list()?;
+            let last;
             let applied = RS_IPS.iter().all(|ip| rows.get(&format!("{ip}:80")).is_some_and(|r| r.weight == 1));
             if applied {
                 match self.client.enter(|| once(vip(), Duration::from_secs(1)))? {
@@ -897,6 +925,8 @@ struct Daemon {
     log: PathBuf,
     bpffs: Option<PathBuf>,
     child: Mutex<Option<Child>>,
+    /// `director --cleanup` ran (and succeeded).
+    cleaned: AtomicBool,
 }
 
 impl Daemon {
@@ -987,6 +1017,24 @@ impl Daemon {
         self.wait_exit(STOP_TIMEOUT).map(Some)
     }
 
+    /// `director --cleanup --bpffs-dir DIR` (the daemon stopped): exit 0,
+    /// and no pin left below DIR.
+    fn cleanup(&self) -> Result<()> {
+        let Some(dir) = &self.bpffs else { return Ok(()) };
+        ensure!(self.pid().is_none(), "cleanup with the daemon running");
+        let args = ["--cleanup", "--bpffs-dir", dir.to_str().context("bpffs path")?];
+        let out = run_bounded(&self.director, &args, None, TOOL_TIMEOUT)?;
+        ensure!(out.code == Some(0), "director --cleanup --bpffs-dir {}: {out}", dir.display());
+        self.cleaned.store(true, Ordering::Relaxed);
+        if dir.exists() {
+            let left: Vec<PathBuf> = walk(dir);
+            ensure!(left.is_empty(), "director --cleanup left pins behind: {left:?}");
+            // --cleanup removes DIR/v<layout> but not DIR itself.
+            fs::remove_dir(dir).with_context(|| format!("removing the empty {}", dir.display()))?;
+        }
+        Ok(())
+    }
+
     /// `directorctl --socket SOCK ARGS`.
     fn ctl(&self, args: &[&str]) -> Result<ToolOutput> {
         let mut full = vec!["--socket", self.socket.to_str().context("socket path")?];
@@ -1008,19 +1056,33 @@ impl Drop for Daemon {
             Err(e) => eprintln!("stopping director: {e:#}"),
             _ => {}
         }
-        if let Some(dir) = &self.bpffs {
-            let args = ["--cleanup", "--bpffs-dir", dir.to_str().unwrap_or_default()];
-            match run_bounded(&self.director, &args, None, TOOL_TIMEOUT) {
-                Ok(out) if out.code == Some(0) => {}
-                Ok(out) => eprintln!("director --cleanup --bpffs-dir {}: {out}", dir.display()),
-                Err(e) => eprintln!("director --cleanup --bpffs-dir {}: {e:#}", dir.display()),
-            }
-            if dir.exists() {
-                eprintln!("{} still exists after director --cleanup; removing it", dir.display());
+        if self.cleaned.load(Ordering::Relaxed) {
+            return;
+        }
+        if let Err(e) = self.cleanup() {
+            eprintln!("{e:#}");
+            // Pins must not outlive the test: unlinking them from bpffs
+            // drops the last reference (links detach, maps go).
+            if let Some(dir) = self.bpffs.as_ref().filter(|d| d.exists()) {
+                eprintln!("removing {} by hand", dir.display());
                 let _ = fs::remove_dir_all(dir);
             }
         }
     }
+}
+
+/// Every non-directory below `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
 
 /// Whether this director pins its data plane (`--bpffs-dir`).
@@ -1030,9 +1092,11 @@ fn supports_bpffs_dir(director: &Path) -> Result<bool> {
     Ok(out.stdout.contains("--bpffs-dir"))
 }
 
-/// Mounts bpffs on /sys/fs/bpf unless it is there; the daemon pins below it
-/// and refuses a directory on another file system. A lock file serialises
-/// this across test processes, so two never stack mounts.
+/// Mounts bpffs on /sys/fs/bpf unless it is there. The daemon would mount
+/// one itself, but it checks and mounts without a lock, and parallel test
+/// processes start daemons at the same moment: two mounts stacked on
+/// /sys/fs/bpf would hide the first one's pins. A lock file serialises this
+/// across test processes.
 fn ensure_bpffs() -> Result<()> {
     const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
     let lock = File::create("/run/director-e2e-bpffs.lock").context("creating the bpffs lock file")?;
@@ -1267,7 +1331,6 @@ impl Drop for LineServer {
 
 fn accept_loop(listener: TcpListener, name: &str, stop: &Arc<AtomicBool>) {
     let deadline = Instant::now() + SERVER_LIFETIME;
-    let served = Arc::new(AtomicU64::new(0));
     let mut conns: Vec<JoinHandle<()>> = Vec::new();
     while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
         let mut pfd = libc::pollfd { fd: listener.as_raw_fd(), events: libc::POLLIN, revents: 0 };
@@ -1276,9 +1339,9 @@ fn accept_loop(listener: TcpListener, name: &str, stop: &Arc<AtomicBool>) {
             continue;
         }
         let Ok((stream, peer)) = listener.accept() else { continue };
-        let (name, stop, served) = (name.to_string(), stop.clone(), served.clone());
+        let (name, stop) = (name.to_string(), stop.clone());
         if let Ok(h) = std::thread::Builder::new().name(format!("conn-{name}")).spawn(move || {
-            let _ = converse(stream, &name, peer, &stop, &served);
+            let _ = converse(stream, &name, peer, &stop);
         }) {
             conns.push(h);
         }
@@ -1290,7 +1353,7 @@ fn accept_loop(listener: TcpListener, name: &str, stop: &Arc<AtomicBool>) {
     }
 }
 
-fn converse(s: TcpStream, name: &str, peer: SocketAddr, stop: &AtomicBool, served: &AtomicU64) -> std::io::Result<()> {
+fn converse(s: TcpStream, name: &str, peer: SocketAddr, stop: &AtomicBool) -> std::io::Result<()> {
     s.set_nonblocking(false)?;
     s.set_nodelay(true)?;
     // Short reads, so the stop flag is seen; writes bounded.
@@ -1324,12 +1387,10 @@ fn converse(s: TcpStream, name: &str, peer: SocketAddr, stop: &AtomicBool, serve
                     body.len()
                 );
                 w.write_all(resp.as_bytes())?;
-                served.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
         } else {
             w.write_all(body.as_bytes())?;
-            served.fetch_add(1, Ordering::Relaxed);
         }
         line.clear();
     }

@@ -316,6 +316,13 @@ fn weight_zero_is_quiescent_existing_flows_continue_new_ones_avoid_it() -> Resul
     state.services[0].reals[1].weight = 0;
     prog.apply(&state)?;
     assert_eq!(send(&mut prog, &frame)?, mac_for(ip("10.0.1.2")), "existing flow continues");
+    // A client reusing those ports for a new connection (SYN) is scheduled
+    // afresh instead of following the old entry to the drained server...
+    let syn = frames::tcp_syn(&seg("192.0.2.8", port, "10.0.0.100", 80));
+    let moved = send(&mut prog, &syn)?;
+    assert_ne!(moved, mac_for(ip("10.0.1.2")), "a new connection reached a quiescent server");
+    // ...and its later packets follow the new choice.
+    assert_eq!(send(&mut prog, &frame)?, moved);
     for p in 20000..20300u16 {
         let got = send(&mut prog, &frames::tcp(&seg("192.0.2.8", p, "10.0.0.100", 80)))?;
         assert_ne!(got, mac_for(ip("10.0.1.2")), "new flow from port {p} reached a quiescent server");

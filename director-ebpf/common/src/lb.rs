@@ -70,6 +70,9 @@ pub const SVC_PERSISTENT: u32 = 1;
 
 /// `Real::flags`
 pub const REAL_PRESENT: u32 = 1;
+/// Weight 0: no ring slot. A TCP SYN on a flow still pinned to it (a client
+/// reusing its ports) is scheduled afresh, as IPVS's conn_reuse_mode does.
+pub const REAL_QUIESCED: u32 = 2;
 
 /// (VIP, port, protocol, family). Port 0 is the "all ports" service; in the
 /// VIPS map port and protocol are 0 and the key just says "this is a VIP".

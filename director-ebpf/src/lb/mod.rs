@@ -6,7 +6,10 @@ mod schedule;
 
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use director_common::{
-    lb::{CONN_NAT_REPLY, Conn, FlowKey, PROTO_TCP, PROTO_UDP, REAL_PRESENT, Real, Service, ServiceKey},
+    lb::{
+        CONN_NAT_REPLY, Conn, FlowKey, PROTO_TCP, PROTO_UDP, REAL_PRESENT, REAL_QUIESCED, Real,
+        Service, ServiceKey,
+    },
     stats::Reason,
 };
 
@@ -57,7 +60,7 @@ pub fn process(ctx: &XdpContext) -> Verdict {
         // Established flows first: one lookup for either direction.
         // SAFETY: map values live as long as the program run.
         if let Some(c) = unsafe { CONNS.get(&p.key) } {
-            if let Some(r) = pinned(c) {
+            if let Some(r) = pinned(c).filter(|r| !reused_towards_quiesced(&pkt, &p, r)) {
                 if c.kind == CONN_NAT_REPLY {
                     return fwd::nat::reply(ctx, &pkt, &p, c);
                 }
@@ -111,6 +114,19 @@ pub fn real(id: u32) -> Option<&'static Real> {
 #[inline(always)]
 pub fn pinned(c: &Conn) -> Option<&'static Real> {
     real(c.real).filter(|r| r.generation == c.generation)
+}
+
+/// A new TCP connection (SYN without ACK) on ports whose previous
+/// connection went to a now quiesced server.
+#[inline(always)]
+fn reused_towards_quiesced(pkt: &Packet, p: &Parsed, r: &Real) -> bool {
+    if r.flags & REAL_QUIESCED == 0 || p.key.proto != PROTO_TCP {
+        return false;
+    }
+    const FLAGS_OFF: usize = 13;
+    const SYN: u8 = 0x02;
+    const ACK: u8 = 0x10;
+    pkt.ptr::<u8>(p.l4 + FLAGS_OFF).is_some_and(|f| unsafe { *f } & (SYN | ACK) == SYN)
 }
 
 /// The first packet of a flow (or the first after its entry went stale).

@@ -58,6 +58,7 @@ pub struct Daemon {
     reported: BTreeSet<String>,
     metrics: Arc<Metrics>,
     listener: Option<tokio::net::UnixListener>,
+    metrics_listener: Option<tokio::net::TcpListener>,
     /// The static VIPs this daemon holds.
     vips: BTreeSet<(String, IpAddr, u8)>,
 }
@@ -70,6 +71,9 @@ impl Daemon {
         // one could touch the running data plane.
         let listener = ctl::server::bind(&args.socket, ctl::server::DEFAULT_MODE)
             .with_context(|| format!("control socket {}", args.socket.display()))?;
+        let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
+            .await
+            .with_context(|| format!("metrics endpoint {}", args.metrics_listen))?;
         let opts = xdp::LoadOptions { pin_dir: Some(args.bpffs_dir.clone()), ..Default::default() };
         let mut xdp = XdpProgram::load_with(opts).context("loading the XDP program")?;
         if xdp.adopted() {
@@ -84,6 +88,7 @@ impl Daemon {
         let resolver = Resolver::new()?;
         let mut daemon = Daemon {
             listener: Some(listener),
+            metrics_listener: Some(metrics_listener),
             vips: BTreeSet::new(),
             args,
             config,
@@ -110,9 +115,7 @@ impl Daemon {
         let (tx, mut requests) = mpsc::channel::<(Command, oneshot::Sender<Response>)>(16);
         let listener = self.listener.take().context("control socket already served")?;
         tokio::spawn(ctl::server::serve(listener, tx));
-        let metrics_listener = tokio::net::TcpListener::bind(self.args.metrics_listen)
-            .await
-            .with_context(|| format!("metrics endpoint {}", self.args.metrics_listen))?;
+        let metrics_listener = self.metrics_listener.take().context("metrics endpoint already served")?;
         tokio::spawn(crate::metrics::serve(metrics_listener, Arc::clone(&self.metrics)));
         info!(socket = %self.args.socket.display(), metrics = %self.args.metrics_listen, "ready");
         super::notify::ready();
@@ -164,8 +167,8 @@ impl Daemon {
         log_diagnostics(&loaded.diagnostics);
         if loaded.has_errors() {
             let lines: Vec<String> = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).map(ToString::to_string).collect();
-            let message = format!("reload refused, the running configuration stays:\n{}", lines.join("\n"));
-            error!("{message}");
+            let message = lines.join("\n");
+            error!("reload refused, the running configuration stays:\n{message}");
             self.reloads_failed += 1;
             self.last_reload_error = Some(message.clone());
             self.update_metrics();
@@ -226,6 +229,7 @@ impl Daemon {
         if let Err(e) = self.apply() {
             return Response::Error { message: format!("applying the change failed: {e:#}") };
         }
+        self.update_metrics();
         Response::Changed { changes }
     }
 

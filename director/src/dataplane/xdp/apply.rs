@@ -12,7 +12,8 @@ use std::{
 };
 
 use director_common::lb::{
-    MAX_REALS, MAX_SERVICES, NO_REAL, PROTO_TCP, PROTO_UDP, REAL_PRESENT, Real, SVC_PERSISTENT,
+    MAX_REALS, MAX_SERVICES, NO_REAL, PROTO_TCP, PROTO_UDP, REAL_PRESENT, REAL_QUIESCED, Real,
+    SVC_PERSISTENT,
     Service, ServiceKey, maps, method,
 };
 
@@ -449,7 +450,7 @@ fn real_value(r: &RealSpec, generation: u32, service: u32) -> Real {
         mac: r.next_hop.mac,
         src_mac: r.next_hop.src_mac,
         ifindex: r.next_hop.ifindex,
-        flags: REAL_PRESENT,
+        flags: if r.weight == 0 { REAL_PRESENT | REAL_QUIESCED } else { REAL_PRESENT },
         tun_src: r.next_hop.tun_src.map(addr_words).unwrap_or_default(),
         generation,
         service,

@@ -190,7 +190,8 @@ impl XdpProgram {
         for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
-            if let Some(iface) = name.strip_prefix("link-").and_then(|m| m.split_once('-')).map(|(_, i)| i) {
+            // link-<mode>-<netns>-<iface>
+            if let Some(iface) = name.strip_prefix("link-").and_then(|m| m.splitn(3, '-').nth(2)) {
                 // Unpinning drops the last reference: the link detaches.
                 let link = PinnedLink::from_pin(&path).map_err(|e| pin_err(&path, e))?;
                 drop(link.unpin().map_err(|e| pin_err(&path, e))?);
@@ -200,6 +201,8 @@ impl XdpProgram {
             }
         }
         fs::remove_dir(&dir).map_err(|e| pin_err(&dir, e))?;
+        // The operator's directory goes too once nothing else is in it.
+        let _ = fs::remove_dir(dir.parent().unwrap_or(&dir));
         Ok(detached)
     }
 
@@ -209,8 +212,11 @@ impl XdpProgram {
     /// atomically, and no packet goes unprocessed.
     pub fn attach(&mut self, iface: &str) -> Result<AttachMode, XdpError> {
         let Some(dir) = self.pins.clone() else { return self.attach_new(iface).map(|(mode, _)| mode) };
-        // bpffs holds only pinned objects, so the mode lives in the name.
-        let pinned_as = |mode: AttachMode| dir.join(format!("link-{mode}-{iface}"));
+        // bpffs holds only pinned objects, so the mode lives in the name; and
+        // one host may run daemons in several network namespaces, so the
+        // namespace does too.
+        let netns = netns_id();
+        let pinned_as = |mode: AttachMode| dir.join(format!("link-{mode}-{netns}-{iface}"));
         for mode in [AttachMode::Native, AttachMode::Skb] {
             let path = pinned_as(mode);
             if path.exists() {
@@ -326,6 +332,9 @@ pub fn flow_key(src: std::net::IpAddr, sport: u16, dst: std::net::IpAddr, dport:
 /// would have done.
 fn pin_dir(dir: &Path) -> Result<PathBuf, XdpError> {
     let root = dir.parent().unwrap_or(dir);
+    // Two daemons starting at once must not both mount: the second mount
+    // would hide the first one's pins.
+    let _lock = MountLock::take();
     if !is_bpffs(root) {
         fs::create_dir_all(root).map_err(|e| pin_err(root, e))?;
         let c = cstring(root)?;
@@ -345,6 +354,28 @@ fn pin_dir(dir: &Path) -> Result<PathBuf, XdpError> {
     let dir = versioned(dir);
     fs::create_dir_all(&dir).map_err(|e| pin_err(&dir, e))?;
     Ok(dir)
+}
+
+/// An exclusive flock for the check-then-mount of bpffs; released on drop.
+struct MountLock {
+    _file: Option<fs::File>,
+}
+
+impl MountLock {
+    fn take() -> Self {
+        let file = fs::OpenOptions::new().create(true).write(true).truncate(false).open("/run/director-bpffs.lock").ok();
+        if let Some(f) = &file {
+            // SAFETY: a valid fd; blocking until the other daemon is done.
+            unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(f), libc::LOCK_EX) };
+        }
+        MountLock { _file: file }
+    }
+}
+
+/// This process's network namespace, as `ip netns identify` would key it.
+fn netns_id() -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self/ns/net").map(|m| m.ino()).unwrap_or(0)
 }
 
 fn is_bpffs(path: &Path) -> bool {
