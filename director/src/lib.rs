@@ -11,3 +11,4 @@ pub mod dataplane;
 pub mod metrics;
 pub mod state;
 pub mod status;
+pub mod vrrp;
