@@ -19,6 +19,18 @@ use crate::{
 /// the pair, not an id of ours.
 pub type AdminOverrides = BTreeMap<(ServiceAddr, (IpAddr, u16)), AdminState>;
 
+/// What the health checkers say about one real server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Health {
+    pub alive: bool,
+    /// A `misc_dynamic` MISC_CHECK's weight, replacing the configured one.
+    pub weight: Option<u32>,
+}
+
+/// Health by (virtual server, real server); a server without checkers has
+/// no entry and counts as alive.
+pub type HealthMap = std::collections::HashMap<(VsKey, std::net::SocketAddr), Health>;
+
 /// Why a configured service or real server is not in the desired state.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Skipped {
@@ -30,6 +42,7 @@ pub struct Skipped {
 pub fn build(
     config: &Config,
     admin: &AdminOverrides,
+    health: &HealthMap,
     next_hop: &dyn Fn(IpAddr) -> Option<NextHop>,
 ) -> (DesiredState, Vec<Skipped>) {
     let mut skipped = Vec::new();
@@ -43,7 +56,15 @@ pub fn build(
             continue;
         };
         let mut reals = Vec::new();
+        let mut alive_weight = 0u64;
         for rs in &vs.real_servers {
+            let h = health.get(&(vs.key.clone(), std::net::SocketAddr::new(rs.ip, rs.port)));
+            // As keepalived: a failed server leaves the pool, or stays at
+            // weight 0 with inhibit_on_failure.
+            let alive = h.is_none_or(|h| h.alive);
+            if !alive && !rs.inhibit_on_failure {
+                continue;
+            }
             let Some(hop) = next_hop(rs.ip) else {
                 skipped.push(Skipped {
                     what: format!("real server {} in {}", show(rs.ip, rs.port), describe(vs)),
@@ -51,7 +72,9 @@ pub fn build(
                 });
                 continue;
             };
-            let weight = effective_weight(admin.get(&(addr, (rs.ip, rs.port))), rs.weight);
+            let configured = h.and_then(|h| h.weight).unwrap_or(rs.weight);
+            let weight = if alive { effective_weight(admin.get(&(addr, (rs.ip, rs.port))), configured) } else { 0 };
+            alive_weight += u64::from(weight);
             reals.push(RealSpec { addr: rs.ip, port: rs.port, weight, method: method(&rs.lvs_method), next_hop: hop });
         }
         let sorry = vs.sorry_server.as_ref().and_then(|s| match next_hop(s.ip) {
@@ -64,6 +87,11 @@ pub fn build(
                 None
             }
         });
+        // Quorum lost: the sorry server takes every new connection, as
+        // keepalived swaps it in; it gives way when the quorum returns.
+        if alive_weight < u64::from(vs.quorum) && sorry.is_some() {
+            reals.clear();
+        }
         let persistence = vs.persistence_timeout.map(|secs| Persistence {
             timeout: Duration::from_secs(u64::from(secs)),
             granularity: vs.persistence_granularity.unwrap_or(all_ones(addr.vip)),
@@ -180,7 +208,7 @@ virtual_server fwmark 7 {
 
     #[test]
     fn services_reals_weights_and_persistence_come_from_the_config() {
-        let (state, skipped) = build(&config(), &AdminOverrides::new(), &hop);
+        let (state, skipped) = build(&config(), &AdminOverrides::new(), &HealthMap::new(), &hop);
         assert_eq!(state.services.len(), 1);
         let s = &state.services[0];
         assert_eq!(s.addr, ServiceAddr { vip: "192.168.122.100".parse().unwrap(), port: 80, proto: Proto::Tcp });
@@ -204,9 +232,27 @@ virtual_server fwmark 7 {
         let mut admin = AdminOverrides::new();
         admin.insert((addr, ("192.168.122.10".parse().unwrap(), 80)), AdminState::Disabled);
         admin.insert((addr, ("192.168.122.20".parse().unwrap(), 80)), AdminState::Weight(7));
-        let (state, _) = build(&config, &admin, &hop);
+        let (state, _) = build(&config, &admin, &HealthMap::new(), &hop);
         let weights: Vec<u32> = state.services[0].reals.iter().map(|r| r.weight).collect();
         assert_eq!(weights, [0, 7]);
+    }
+
+    #[test]
+    fn failed_servers_leave_the_pool_and_quorum_loss_brings_the_sorry_server() {
+        let config = config();
+        let vs = config.virtual_servers[0].key.clone();
+        let at = |ip: &str| std::net::SocketAddr::new(ip.parse().unwrap(), 80);
+        let mut health = HealthMap::new();
+        health.insert((vs.clone(), at("192.168.122.10")), Health { alive: false, weight: None });
+        health.insert((vs.clone(), at("192.168.122.20")), Health { alive: true, weight: Some(9) });
+        let (state, _) = build(&config, &AdminOverrides::new(), &health, &hop);
+        let weights: Vec<(String, u32)> = state.services[0].reals.iter().map(|r| (r.addr.to_string(), r.weight)).collect();
+        assert_eq!(weights, [("192.168.122.20".into(), 9)], "down server out, misc_dynamic weight in");
+        // Both down: below quorum 1, so only the sorry server remains.
+        health.insert((vs, at("192.168.122.20")), Health { alive: false, weight: None });
+        let (state, _) = build(&config, &AdminOverrides::new(), &health, &hop);
+        assert!(state.services[0].reals.is_empty());
+        assert!(state.services[0].sorry.is_some());
     }
 
     #[test]

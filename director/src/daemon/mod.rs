@@ -51,13 +51,41 @@ pub struct Args {
     /// Detach the XDP program and remove its pins (see --bpffs-dir), then exit.
     #[arg(long)]
     pub cleanup: bool,
+    #[command(subcommand)]
+    pub tool: Option<Tool>,
     /// Where the Prometheus endpoint listens.
     #[arg(long, value_name = "ADDR:PORT", default_value_t = crate::metrics::DEFAULT_LISTEN)]
     pub metrics_listen: std::net::SocketAddr,
 }
 
+/// keepalived's companion tools, built in.
+#[derive(clap::Subcommand, Debug)]
+pub enum Tool {
+    /// Print the MD5 digest of a page, as an HTTP_GET/SSL_GET `digest` expects
+    /// (keepalived's genhash).
+    Genhash {
+        /// Server address.
+        #[arg(short = 's', long = "server")]
+        server: std::net::IpAddr,
+        #[arg(short = 'p', long = "port", default_value_t = 80)]
+        port: u16,
+        /// Path of the page.
+        #[arg(short = 'u', long = "url")]
+        url: String,
+        /// Use TLS (SSL_GET).
+        #[arg(short = 'S', long = "use-ssl")]
+        ssl: bool,
+        /// Host header (virtualhost).
+        #[arg(short = 'V', long = "use-virtualhost")]
+        vhost: Option<String>,
+    },
+}
+
 pub fn main(args: Args) -> ExitCode {
     init_logging();
+    if let Some(Tool::Genhash { server, port, url, ssl, vhost }) = &args.tool {
+        return genhash(std::net::SocketAddr::new(*server, *port), url, *ssl, vhost.as_deref());
+    }
     if args.config_test || args.dump_config {
         return ExitCode::from(check(&args));
     }
@@ -78,6 +106,26 @@ pub fn main(args: Args) -> ExitCode {
         Err(e) => {
             error!("{e:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+fn genhash(addr: std::net::SocketAddr, url: &str, ssl: bool, vhost: Option<&str>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("genhash: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match rt.block_on(crate::check::genhash(addr, url, ssl, vhost)) {
+        Ok(md5) => {
+            println!("MD5SUM = {md5}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("genhash {addr}{url}: {e}");
+            ExitCode::from(1)
         }
     }
 }

@@ -18,13 +18,14 @@ use tracing::{error, info, warn};
 
 use super::{
     Args,
-    desired::{self, AdminOverrides},
+    desired::{self, AdminOverrides, Health, HealthMap},
     interfaces, log_diagnostics,
     neigh::Resolver,
     snapshot, summary,
 };
 use crate::{
-    config::{self, Config, LoadOptions, Severity},
+    check::{self, Checks, Transition},
+    config::{self, Config, LoadOptions, Script, Severity},
     ctl::{
         self,
         protocol::{AdminAction, Command, RealTarget, Response},
@@ -61,6 +62,9 @@ pub struct Daemon {
     metrics_listener: Option<tokio::net::TcpListener>,
     /// The static VIPs this daemon holds.
     vips: BTreeSet<(String, IpAddr, u8)>,
+    checks: Checks,
+    transitions: Option<mpsc::Receiver<Transition>>,
+    pub(super) health: HealthMap,
 }
 
 impl Daemon {
@@ -86,7 +90,16 @@ impl Daemon {
             views.push(InterfaceView { name: iface.clone(), attach_mode: mode.to_string() });
         }
         let resolver = Resolver::new()?;
+        let (tx, transitions) = mpsc::channel(1024);
+        // Seeds the checks' warmup spread; it need not be unpredictable.
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ u64::from(std::process::id());
         let mut daemon = Daemon {
+            checks: Checks::new(tx, seed),
+            transitions: Some(transitions),
+            health: HealthMap::new(),
             listener: Some(listener),
             metrics_listener: Some(metrics_listener),
             vips: BTreeSet::new(),
@@ -107,6 +120,7 @@ impl Daemon {
             metrics: Arc::new(Metrics::new()),
         };
         daemon.hold_static_vips().await;
+        daemon.set_check_targets();
         daemon.refresh().await;
         Ok(daemon)
     }
@@ -120,6 +134,7 @@ impl Daemon {
         info!(socket = %self.args.socket.display(), metrics = %self.args.metrics_listen, "ready");
         super::notify::ready();
 
+        let mut transitions = self.transitions.take().context("health checks already running")?;
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
@@ -130,6 +145,7 @@ impl Daemon {
                     let response = self.handle(cmd).await;
                     let _ = reply.send(response);
                 }
+                Some(t) = transitions.recv() => self.on_health(t),
                 _ = hup.recv() => {
                     let _ = self.reload().await;
                 }
@@ -180,6 +196,7 @@ impl Daemon {
         self.last_reload_error = None;
         info!(generation = self.generation, "reloaded {}: {}", self.args.file.display(), summary(&self.config));
         self.hold_static_vips().await;
+        self.set_check_targets();
         self.refresh().await;
         Ok(loaded.diagnostics.iter().map(ToString::to_string).collect())
     }
@@ -259,9 +276,44 @@ impl Daemon {
         self.update_metrics();
     }
 
+    /// Health checkers for the configuration's real servers; unchanged ones
+    /// keep their state across a reload.
+    fn set_check_targets(&mut self) {
+        let targets = check::targets_from_config(&self.config);
+        let mut health = HealthMap::new();
+        for t in &targets {
+            let key = (t.key.vs.clone(), t.key.rs);
+            let h = self.health.get(&key).copied().unwrap_or(Health { alive: check::initially_alive(&t.checkers), weight: None });
+            health.insert(key, h);
+        }
+        self.health = health;
+        self.checks.set_targets(targets);
+    }
+
+    /// A checker decided a real server's fate (the check module logged why).
+    fn on_health(&mut self, t: Transition) {
+        let key = (t.key.vs.clone(), t.key.rs);
+        let Some(h) = self.health.get_mut(&key) else { return };
+        let was = h.alive;
+        h.alive = t.alive;
+        if t.weight.is_some() {
+            h.weight = t.weight;
+        }
+        if was != t.alive {
+            let rs = self.config.virtual_servers.iter().filter(|vs| vs.key == t.key.vs).flat_map(|vs| &vs.real_servers).find(|rs| std::net::SocketAddr::new(rs.ip, rs.port) == t.key.rs);
+            if let Some(script) = rs.and_then(|rs| if t.alive { rs.notify_up.as_ref() } else { rs.notify_down.as_ref() }) {
+                notify(script, &t.key.to_string());
+            }
+        }
+        if let Err(e) = self.apply() {
+            error!("applying a health change failed: {e:#}");
+        }
+        self.update_metrics();
+    }
+
     fn apply(&mut self) -> Result<()> {
         let hops = &self.hops;
-        let (state, skipped) = desired::build(&self.config, &self.admin, &|ip| hops.get(&ip).copied());
+        let (state, skipped) = desired::build(&self.config, &self.admin, &self.health, &|ip| hops.get(&ip).copied());
         let now: BTreeSet<String> = skipped.iter().map(|s| format!("{}: {}", s.what, s.why)).collect();
         for line in now.difference(&self.reported) {
             warn!("not forwarding to {line}");
@@ -312,3 +364,19 @@ impl Daemon {
     }
 }
 
+
+/// Runs a notify_up/notify_down script without waiting for it; keepalived
+/// runs these the same way (fire and forget, its exit status ignored).
+fn notify(script: &Script, what: &str) {
+    let Some((program, args)) = script.argv.split_first() else { return };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args).kill_on_drop(false);
+    match cmd.spawn() {
+        Ok(mut child) => {
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+        }
+        Err(e) => warn!("{what}: notify script {}: {e}", script.command),
+    }
+}

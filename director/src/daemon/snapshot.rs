@@ -39,7 +39,12 @@ pub fn build(d: &Daemon, with_conns: bool) -> Snapshot {
                     configured_weight: rs.weight,
                     effective_weight: applied.map_or(0, |r| r.weight),
                     admin: d.admin.get(&(addr, (rs.ip, rs.port))).copied().unwrap_or(AdminState::Enabled),
-                    health: "unknown".into(),
+                    health: match d.health.get(&(vs.key.clone(), SocketAddr::new(rs.ip, rs.port))) {
+                        Some(h) if h.alive => "up",
+                        Some(_) => "down",
+                        None => "unknown",
+                    }
+                    .into(),
                     active_conns: id.and_then(|i| conns.get(&i).copied()).unwrap_or(0),
                     inactive_conns: 0,
                     traffic: t,
