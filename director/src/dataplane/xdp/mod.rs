@@ -44,7 +44,7 @@ pub enum XdpError {
     Map { name: &'static str, source: MapError },
     #[error("{0} is missing from the XDP object")]
     Missing(&'static str),
-    #[error("cannot attach XDP to {iface}: native mode failed ({native}), SKB mode failed ({skb})")]
+    #[error("cannot attach XDP to {iface}: native mode failed ({}), SKB mode failed ({})", chain(native), chain(skb))]
     Attach { iface: String, native: ProgramError, skb: ProgramError },
     #[error("ring size {0} is not a prime of at least 3")]
     RingSize(u32),
@@ -392,6 +392,17 @@ fn cstring(path: &Path) -> Result<std::ffi::CString, XdpError> {
 
 fn versioned(dir: &Path) -> PathBuf {
     dir.join(format!("v{MAP_LAYOUT_VERSION}"))
+}
+
+/// An error with its causes: aya's syscall errors keep the errno there.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(&format!(": {s}"));
+        cur = s.source();
+    }
+    out
 }
 
 fn pin_err(path: &Path, e: impl fmt::Display) -> XdpError {
