@@ -524,6 +524,207 @@ fn restart_in(lab: &Lab) -> Result<()> {
     Ok(())
 }
 
+/// TCP_CHECK on every real server (delay_loop 1, retry 1, delay_before_retry
+/// 1, connect_timeout 1): stopping one server's listener takes it out of the
+/// data plane after retry + 1 = 2 failures a delay_before_retry apart, and
+/// `directorctl list`, `status` and the metrics say so; restarting the
+/// listener brings it back on the first success.
+#[test]
+fn health_check_takes_a_failed_server_out_and_back() -> Result<()> {
+    let mut lab = Lab::with_config("health", &health_config())?;
+    let r = health_in(&mut lab);
+    lab.explain(r)
+}
+
+/// The checked configuration: keepalived's semantics make a server down
+/// 1..2 s after its port starts refusing (the first failure comes within
+/// one delay_loop, the second delay_before_retry later), and up again
+/// within one delay_loop of its first success.
+fn health_config() -> String {
+    config_with(
+        VRID,
+        [1, 1, 1],
+        "    delay_loop 1\n",
+        &format!(
+            "        TCP_CHECK {{\n            connect_port {VIP_PORT}\n            connect_timeout 1\n            retry 1\n            \
+             delay_before_retry 1\n        }}\n"
+        ),
+    )
+}
+
+/// Earliest a stopped server may be seen down: two failures spaced by
+/// delay_before_retry (1 s), less a little for timer and poll granularity.
+const HEALTH_DOWN_MIN: Duration = Duration::from_millis(900);
+/// Latest: up to one delay_loop (1 s) before the first check, the 1 s
+/// delay_before_retry, connect_timeout (1 s, unused on a refusal) and slack.
+const HEALTH_DOWN_MAX: Duration = Duration::from_secs(5);
+/// A down server is checked every delay_loop (1 s); up on the first success.
+const HEALTH_UP_MAX: Duration = Duration::from_secs(3);
+/// Every health poll gives up after this (well past the windows above, so a
+/// late change is measured and reported rather than just timed out).
+const HEALTH_POLL_LIMIT: Duration = Duration::from_secs(15);
+
+fn health_in(lab: &mut Lab) -> Result<()> {
+    let started = Instant::now();
+    let victim = RS_IPS[1];
+    let victim_key = format!("{victim}:80");
+    let rs_labels = |ip: Ipv4Addr| -> Vec<(&'static str, String)> {
+        vec![
+            ("vip", VIP.to_string()),
+            ("port", VIP_PORT.to_string()),
+            ("proto", "TCP".into()),
+            ("rip", ip.to_string()),
+            ("rport", VIP_PORT.to_string()),
+        ]
+    };
+    let rs_gauge = |m: &Scrape, name: &str, ip: Ipv4Addr| {
+        let l = rs_labels(ip);
+        let labels: Vec<(&str, &str)> = l.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        m.value(name, &labels)
+    };
+
+    // 1. All three up, and they stay up for 2.5 s: every checker has run
+    //    (warmup <= delay_loop = 1 s) and passes against a listening server.
+    let all_up = |rows: &BTreeMap<String, Row>| {
+        RS_IPS.iter().all(|ip| rows.get(&format!("{ip}:80")).is_some_and(|r| r.weight == 1 && r.notes.is_empty()))
+    };
+    let deadline = Instant::now() + HEALTH_POLL_LIMIT;
+    loop {
+        let rows = lab.list()?;
+        if all_up(&rows) {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "not every real server up within {HEALTH_POLL_LIMIT:?}: {rows:?}");
+        std::thread::sleep(POLL);
+    }
+    let steady = Instant::now();
+    while steady.elapsed() < Duration::from_millis(2500) {
+        let rows = lab.list()?;
+        ensure!(all_up(&rows), "a healthy real server left the pool {:.2?} into the steady phase: {rows:?}", steady.elapsed());
+        std::thread::sleep(POLL);
+    }
+    let m = lab.scrape_until("every real server up", |m| {
+        for ip in RS_IPS {
+            if rs_gauge(m, "director_rs_up", ip)? != 1.0 {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    })?;
+    for ip in RS_IPS {
+        ensure!(rs_gauge(&m, "director_rs_effective_weight", ip)? == 1.0, "{ip}: {}", m.text);
+    }
+    let status = lab.status()?;
+    ensure!(status.contains("3: 3 up"), "status with every server healthy: {status}");
+    let replies = lab.many(20).context("forwarding with every server healthy")?;
+    println!("20 connections with every server healthy: {:?}", tally(&replies));
+
+    // 2. RS #2's listener goes; its namespace and address stay: refused.
+    lab.servers[1].stop();
+    let stopped = Instant::now();
+    match lab.dir.enter(|| TcpStream::connect_timeout(&SocketAddr::from((victim, VIP_PORT)), Duration::from_secs(1)))? {
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+        other => bail!("a connect from the director to the stopped {victim}:{VIP_PORT} should be refused: {other:?}"),
+    }
+    println!("stopped {}'s server ({victim})", RS_NAMES[1]);
+
+    // 3. Down: `directorctl list` notes it; nothing else moves.
+    let (down_after, rows) = wait_row(lab, stopped, &victim_key, "(health: down)", |r| r.notes.contains("health: down"))?;
+    println!("{victim} listed (health: down) {down_after:.2?} after its server stopped");
+    ensure!(
+        down_after >= HEALTH_DOWN_MIN,
+        "{victim} went down {down_after:.2?} after its server stopped: retry 1 / delay_before_retry 1 means two \
+         failures at least 1 s apart, so not before {HEALTH_DOWN_MIN:?}"
+    );
+    ensure!(
+        down_after <= HEALTH_DOWN_MAX,
+        "{victim} went down only {down_after:.2?} after its server stopped (delay_loop 1, retry 1, \
+         delay_before_retry 1, connect_timeout 1: expected within {HEALTH_DOWN_MAX:?})"
+    );
+    let row = &rows[&victim_key];
+    ensure!(row.weight == 0, "{victim} is down but listed with weight {}: {rows:?}", row.weight);
+    for ip in [RS_IPS[0], RS_IPS[2]] {
+        let r = rows.get(&format!("{ip}:80")).with_context(|| format!("{ip} not listed: {rows:?}"))?;
+        ensure!(r.weight == 1 && r.notes.is_empty(), "{ip}: listed as {r:?} while only {victim} is down");
+    }
+    let status = lab.status()?;
+    ensure!(status.contains("3: 2 up, 1 down"), "status with {victim} down: {status}");
+
+    // 4. While down: new connections all succeed and avoid it (40 in a row
+    //    missing one of the two healthy servers: 2^-39).
+    let replies = lab.many(40).with_context(|| format!("new connections with {victim} down"))?;
+    let t = tally(&replies);
+    println!("40 connections with {victim} down: {t:?}");
+    ensure!(!t.contains_key(RS_NAMES[1]), "{} ({victim}, health down) got new connections: {t:?}", RS_NAMES[1]);
+    ensure!(t.len() == 2, "expected both healthy servers to answer: {t:?}");
+    let m = lab.scrape_until("the failed server's director_rs_up 0", |m| {
+        Ok(rs_gauge(m, "director_rs_up", victim)? == 0.0)
+    })?;
+    // Effective weight 0, or the series absent (a server out of the data
+    // plane may not be exported at all).
+    match rs_gauge(&m, "director_rs_effective_weight", victim) {
+        Ok(w) => ensure!(w == 0.0, "{victim} is down but its effective weight is {w}: {}", m.text),
+        Err(e) => println!("no effective weight for {victim} while down ({e:#})"),
+    }
+    for ip in [RS_IPS[0], RS_IPS[2]] {
+        ensure!(rs_gauge(&m, "director_rs_up", ip)? == 1.0, "{ip}: {}", m.text);
+        ensure!(rs_gauge(&m, "director_rs_effective_weight", ip)? == 1.0, "{ip}: {}", m.text);
+    }
+    ensure!(rs_gauge(&m, "director_rs_configured_weight", victim)? == 1.0, "{}", m.text);
+
+    // 5. The listener comes back: up on the first success, and new
+    //    connections reach it again.
+    lab.servers[1] = LineServer::start(&lab._rs[1], SocketAddr::from(([0, 0, 0, 0], VIP_PORT)), RS_NAMES[1])?;
+    let restarted = Instant::now();
+    println!("restarted {}'s server", RS_NAMES[1]);
+    let (up_after, rows) = wait_row(lab, restarted, &victim_key, "back up", |r| r.weight == 1 && r.notes.is_empty())?;
+    println!("{victim} listed up again (weight 1, no note) {up_after:.2?} after its server restarted");
+    ensure!(up_after <= HEALTH_UP_MAX, "{victim} came back only {up_after:.2?} after its server restarted (delay_loop 1: expected within {HEALTH_UP_MAX:?})");
+    ensure!(all_up(&rows), "after {victim} came back: {rows:?}");
+    // Each new connection reaches it with probability 1/3: (2/3)^60 ≈ 3e-11.
+    let mut reached = None;
+    for i in 1..=60 {
+        let (answer, local) = lab.once().with_context(|| format!("connection {i} after {victim} came back"))?;
+        check_dr(&answer, local)?;
+        if answer.server == RS_NAMES[1] {
+            reached = Some(i);
+            break;
+        }
+    }
+    let i = reached.with_context(|| format!("{victim} got none of 60 new connections after it came back"))?;
+    println!("after {victim} came back, connection {i} reached {}", RS_NAMES[1]);
+    let m = lab.scrape_until("the recovered server's director_rs_up 1", |m| {
+        Ok(rs_gauge(m, "director_rs_up", victim)? == 1.0 && rs_gauge(m, "director_rs_effective_weight", victim)? == 1.0)
+    })?;
+    promtool(&m.text)?;
+    let status = lab.status()?;
+    ensure!(status.contains("3: 3 up"), "status after {victim} came back: {status}");
+
+    println!("health_check_takes_a_failed_server_out_and_back: {:.2?} after setup", started.elapsed());
+    Ok(())
+}
+
+/// Polls `directorctl list` until `key`'s row satisfies `done`; returns the
+/// time from `since` to the listing that showed it, and that listing.
+/// Bounded by HEALTH_POLL_LIMIT.
+fn wait_row(
+    lab: &Lab,
+    since: Instant,
+    key: &str,
+    what: &str,
+    done: impl Fn(&Row) -> bool,
+) -> Result<(Duration, BTreeMap<String, Row>)> {
+    loop {
+        let rows = lab.list()?;
+        let elapsed = since.elapsed();
+        if rows.get(key).is_some_and(&done) {
+            return Ok((elapsed, rows));
+        }
+        ensure!(elapsed < HEALTH_POLL_LIMIT, "{key} not {what} within {HEALTH_POLL_LIMIT:?}: {rows:?}");
+        std::thread::sleep(POLL);
+    }
+}
+
 // ---------------------------------------------------------------------------
 // The lab: topology, real servers, configuration and the daemon
 
@@ -531,7 +732,9 @@ struct Lab {
     // Fields drop in this order: the daemon first (stopped, pins removed),
     // the namespaces last.
     daemon: Daemon,
-    _servers: Vec<LineServer>,
+    /// The real servers' line servers, by RS_NAMES order; one may be
+    /// stopped and replaced by a test (the health-check one).
+    servers: Vec<LineServer>,
     _passer: XdpProgram,
     conf: PathBuf,
     _tmp: TempDir,
@@ -543,6 +746,12 @@ struct Lab {
 
 impl Lab {
     fn new(tag: &str) -> Result<Lab> {
+        Lab::with_config(tag, &config(VRID, [1, 1, 1]))
+    }
+
+    /// The lab with the daemon started on `conf_text` (which must have the
+    /// wrr service on the VIP with all three real servers at weight 1).
+    fn with_config(tag: &str, conf_text: &str) -> Result<Lab> {
         let started = Instant::now();
         let director = bin("director")?;
         let ctl = bin("directorctl")?;
@@ -584,7 +793,7 @@ impl Lab {
 
         let tmp = TempDir::new(tag)?;
         let conf = tmp.0.join("director.conf");
-        fs::write(&conf, config(VRID, [1, 1, 1]))?;
+        fs::write(&conf, conf_text)?;
         let bpffs = if pins {
             ensure_bpffs()?;
             Some(PathBuf::from(format!("/sys/fs/bpf/director-test-{tag}-{}-{}", std::process::id(), unique())))
@@ -618,7 +827,7 @@ impl Lab {
         };
         let lab = Lab {
             daemon,
-            _servers: servers,
+            servers,
             _passer: passer,
             conf,
             _tmp: tmp,
@@ -749,6 +958,12 @@ impl Lab {
 /// The keepalived-style configuration: one vrrp_instance holding the VIP
 /// on eth0, one DR service with the three real servers.
 fn config(vrid: u32, weights: [u32; 3]) -> String {
+    config_with(vrid, weights, "", "")
+}
+
+/// `config`, with `vs_extra` added to the virtual_server block and
+/// `rs_extra` to every real_server block (each a run of whole, indented lines).
+fn config_with(vrid: u32, weights: [u32; 3], vs_extra: &str, rs_extra: &str) -> String {
     let mut s = format!(
         "vrrp_instance VI_1 {{
     state MASTER
@@ -765,10 +980,10 @@ virtual_server {VIP} {VIP_PORT} {{
     lvs_sched wrr
     lvs_method DR
     protocol TCP
-"
+{vs_extra}"
     );
     for (ip, w) in RS_IPS.iter().zip(weights) {
-        s.push_str(&format!("    real_server {ip} 80 {{\n        weight {w}\n    }}\n"));
+        s.push_str(&format!("    real_server {ip} 80 {{\n        weight {w}\n{rs_extra}    }}\n"));
     }
     s.push_str("}\n");
     s
@@ -1318,14 +1533,20 @@ impl LineServer {
         };
         Ok(LineServer { stop, thread: Some(thread) })
     }
-}
 
-impl Drop for LineServer {
-    fn drop(&mut self) {
+    /// Stops accepting and ends every connection; when it returns, the
+    /// listening socket is closed (connects are refused). Idempotent.
+    fn stop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
+    }
+}
+
+impl Drop for LineServer {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
