@@ -111,6 +111,24 @@ pub fn effective_weight(admin: Option<&AdminState>, configured: u32) -> u32 {
     }
 }
 
+/// The services whose alive real servers weigh less than their `quorum`
+/// (with the sorry server in, their pool is empty).
+pub fn quorum_lost(config: &Config, state: &DesiredState) -> std::collections::BTreeSet<ServiceAddr> {
+    config
+        .virtual_servers
+        .iter()
+        .filter_map(|vs| {
+            let addr = service_addr(vs)?;
+            let alive: u64 = state
+                .services
+                .iter()
+                .find(|s| s.addr == addr)
+                .map_or(0, |s| s.reals.iter().map(|r| u64::from(r.weight)).sum());
+            (alive < u64::from(vs.quorum)).then_some(addr)
+        })
+        .collect()
+}
+
 /// The VIPs to hold while VRRP is not running: every instance's
 /// `virtual_ipaddress`, on its `dev` or the instance's interface.
 pub fn static_vips(config: &Config) -> Vec<(String, IpAddr, u8)> {
@@ -253,6 +271,9 @@ virtual_server fwmark 7 {
         let (state, _) = build(&config, &AdminOverrides::new(), &health, &hop);
         assert!(state.services[0].reals.is_empty());
         assert!(state.services[0].sorry.is_some());
+        assert_eq!(quorum_lost(&config, &state).len(), 1, "quorum_down is due");
+        let (healthy, _) = build(&config, &AdminOverrides::new(), &HealthMap::new(), &hop);
+        assert!(quorum_lost(&config, &healthy).is_empty());
     }
 
     #[test]

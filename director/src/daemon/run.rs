@@ -64,6 +64,9 @@ pub struct Daemon {
     vips: BTreeSet<(String, IpAddr, u8)>,
     checks: Checks,
     transitions: Option<mpsc::Receiver<Transition>>,
+    /// Services whose alive weight is below their `quorum`; None until the
+    /// first apply, so start-up itself runs no quorum script.
+    quorum_lost: Option<BTreeSet<crate::state::ServiceAddr>>,
     pub(super) health: HealthMap,
 }
 
@@ -98,6 +101,7 @@ impl Daemon {
             ^ u64::from(std::process::id());
         let mut daemon = Daemon {
             checks: Checks::new(tx, seed),
+            quorum_lost: None,
             transitions: Some(transitions),
             health: HealthMap::new(),
             listener: Some(listener),
@@ -319,6 +323,7 @@ impl Daemon {
             warn!("not forwarding to {line}");
         }
         self.reported = now;
+        self.track_quorum(&state);
         if state == self.desired {
             return Ok(());
         }
@@ -337,6 +342,34 @@ impl Daemon {
         );
         self.desired = state;
         Ok(())
+    }
+
+    /// Runs quorum_up / quorum_down when a service's alive weight crosses
+    /// its `quorum`, as keepalived does.
+    fn track_quorum(&mut self, state: &DesiredState) {
+        let lost = desired::quorum_lost(&self.config, state);
+        if let Some(before) = &self.quorum_lost {
+            for vs in &self.config.virtual_servers {
+                let Some(addr) = desired::service_addr(vs) else { continue };
+                let what = desired::show(addr.vip, addr.port);
+                match (before.contains(&addr), lost.contains(&addr)) {
+                    (false, true) => {
+                        warn!("virtual server {what}: quorum {} lost", vs.quorum);
+                        if let Some(s) = &vs.quorum_down {
+                            notify(s, &what);
+                        }
+                    }
+                    (true, false) => {
+                        info!("virtual server {what}: quorum {} back", vs.quorum);
+                        if let Some(s) = &vs.quorum_up {
+                            notify(s, &what);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.quorum_lost = Some(lost);
     }
 
     /// Holds every configured VIP; a reload that drops one releases it.
