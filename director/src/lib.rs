@@ -5,6 +5,7 @@
 //! - `state`: the desired state every input feeds.
 //! - `dataplane`: where services are programmed (XDP maps; IPVS later).
 //! - `daemon`, `ctl`: the two binaries' logic.
+pub mod alert;
 pub mod check;
 pub mod config;
 pub mod ctl;

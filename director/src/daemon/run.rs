@@ -24,6 +24,7 @@ use super::{
     snapshot, summary,
 };
 use crate::{
+    alert::{self, Mailer},
     check::{self, Checks, Transition},
     config::{self, Config, LoadOptions, Script, Severity},
     ctl::{
@@ -64,6 +65,7 @@ pub struct Daemon {
     vips: BTreeSet<(String, IpAddr, u8)>,
     checks: Checks,
     transitions: Option<mpsc::Receiver<Transition>>,
+    mailer: Option<Mailer>,
     /// Services whose alive weight is below their `quorum`; None until the
     /// first apply, so start-up itself runs no quorum script.
     quorum_lost: Option<BTreeSet<crate::state::ServiceAddr>>,
@@ -101,6 +103,7 @@ impl Daemon {
             ^ u64::from(std::process::id());
         let mut daemon = Daemon {
             checks: Checks::new(tx, seed),
+            mailer: Mailer::from_config(&config),
             quorum_lost: None,
             transitions: Some(transitions),
             health: HealthMap::new(),
@@ -195,6 +198,7 @@ impl Daemon {
             return Err(message);
         }
         self.config = loaded.config;
+        self.mailer = Mailer::from_config(&self.config);
         self.generation += 1;
         self.reloads_ok += 1;
         self.last_reload_error = None;
@@ -304,9 +308,22 @@ impl Daemon {
             h.weight = t.weight;
         }
         if was != t.alive {
-            let rs = self.config.virtual_servers.iter().filter(|vs| vs.key == t.key.vs).flat_map(|vs| &vs.real_servers).find(|rs| std::net::SocketAddr::new(rs.ip, rs.port) == t.key.rs);
-            if let Some(script) = rs.and_then(|rs| if t.alive { rs.notify_up.as_ref() } else { rs.notify_down.as_ref() }) {
-                notify(script, &t.key.to_string());
+            let found = self.config.virtual_servers.iter().filter(|vs| vs.key == t.key.vs).find_map(|vs| {
+                vs.real_servers.iter().find(|rs| std::net::SocketAddr::new(rs.ip, rs.port) == t.key.rs).map(|rs| (vs, rs))
+            });
+            if let Some((vs, rs)) = found {
+                if let Some(script) = if t.alive { rs.notify_up.as_ref() } else { rs.notify_down.as_ref() } {
+                    notify(script, &t.key.to_string());
+                }
+                if let Some(mailer) = self.mailer.clone().filter(|_| alert::wanted(&self.config, vs, rs)) {
+                    let subject = mailer.realserver_subject(&t.key.rs.to_string(), &t.key.vs.to_string(), t.alive);
+                    let body = format!("=> {} <=\n", t.reason);
+                    tokio::spawn(async move {
+                        if let Err(e) = mailer.send(&subject, &body).await {
+                            warn!("smtp_alert: {e}");
+                        }
+                    });
+                }
             }
         }
         if let Err(e) = self.apply() {
