@@ -7,9 +7,20 @@
 //! is not the program's.
 //! Every XDP scenario runs with the connection table already holding a
 //! million other flows, on one pinned CPU.
+//!
+//! `checks_10k`: 10,000 real servers with TCP_CHECK, delay_loop 1, against
+//! loopback listeners in a child process (this binary run as
+//! `bench --listen N`), on a current-thread runtime like the daemon's.
+//!
+//! `BENCH_ONLY=checks_10k` (a comma-separated list of config_parse,
+//! maglev_build, checks_10k, xdp) runs only those; by default all run.
 
 use std::{
+    fmt::Write as _,
+    io::{BufRead, BufReader, Read, Write as _},
     net::IpAddr,
+    process::{Command, Stdio},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -19,6 +30,7 @@ use aya::{
     programs::{TestRun, TestRunOptions, Xdp},
 };
 use director::{
+    check::{self, Change, Checks, LatenessStats},
     config::{self, LoadOptions as ConfigOptions},
     dataplane::{
         Dataplane, maglev,
@@ -37,9 +49,26 @@ const OUR_MAC: [u8; 6] = [0x02, 0xdd, 0, 0, 0, 1];
 const CLIENT_MAC: [u8; 6] = [0x02, 0xcc, 0, 0, 0, 1];
 
 fn main() -> Result<()> {
-    config_parse()?;
-    maglev_build()?;
-    xdp()?;
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--listen") {
+        let n = args.get(2).context("--listen N")?.parse().context("--listen N")?;
+        return listen(n);
+    }
+    let only = std::env::var("BENCH_ONLY").ok();
+    let run = |name: &str| only.as_deref().is_none_or(|o| o.split(',').any(|s| s.trim() == name));
+    if run("config_parse") {
+        config_parse()?;
+    }
+    if run("maglev_build") {
+        maglev_build()?;
+    }
+    // Before xdp, which pins the process to one CPU.
+    if run("checks_10k") {
+        checks_10k()?;
+    }
+    if run("xdp") {
+        xdp()?;
+    }
     Ok(())
 }
 
@@ -67,6 +96,157 @@ fn maglev_build() -> Result<()> {
     let ms = start.elapsed().as_secs_f64() * 1e3;
     anyhow::ensure!(table.len() == 65537);
     println!("bench maglev_build_1000_servers ms={ms:.1}");
+    Ok(())
+}
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit.
+fn raise_nofile() -> Result<()> {
+    // SAFETY: getrlimit/setrlimit on a valid struct.
+    unsafe {
+        let mut r: libc::rlimit = std::mem::zeroed();
+        anyhow::ensure!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) == 0, "getrlimit");
+        r.rlim_cur = r.rlim_max;
+        anyhow::ensure!(libc::setrlimit(libc::RLIMIT_NOFILE, &r) == 0, "setrlimit");
+    }
+    Ok(())
+}
+
+/// User and system CPU time of this process (every thread).
+fn cpu_time() -> (Duration, Duration) {
+    // SAFETY: getrusage fills the zeroed struct.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64);
+    (tv(ru.ru_utime), tv(ru.ru_stime))
+}
+
+/// The child of `checks_10k`: `n` listeners on 127.0.0.1 (ephemeral
+/// ports, printed on one stdout line), accepting and closing every
+/// connection until stdin closes.
+fn listen(n: usize) -> Result<()> {
+    raise_nofile()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let mut ports = String::new();
+        for _ in 0..n {
+            let s = tokio::net::TcpSocket::new_v4()?;
+            s.bind("127.0.0.1:0".parse()?)?;
+            let l = s.listen(4096)?;
+            write!(ports, "{} ", l.local_addr()?.port())?;
+            tokio::spawn(async move {
+                loop {
+                    match l.accept().await {
+                        Ok((s, _)) => drop(s),
+                        Err(_) => tokio::time::sleep(Duration::from_millis(1)).await, // EMFILE and such
+                    }
+                }
+            });
+        }
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", ports.trim_end())?;
+        out.flush()?;
+        drop(out);
+        tokio::task::spawn_blocking(|| std::io::stdin().read_to_end(&mut Vec::new())).await??;
+        Ok(())
+    })
+}
+
+/// 10,000 real servers, TCP_CHECK, delay_loop 1 s, connect_timeout 2 s,
+/// loaded from keepalived.conf text through `check::targets_from_config`
+/// as the daemon does. The real servers are distinct addresses (10.0.0.0/8,
+/// never contacted); every TCP_CHECK has `connect_ip 127.0.0.1` and the
+/// `connect_port` of one of 100 listeners of a child process (round-robin),
+/// so the accepting side's CPU is not ours, and 100 destination ports keep
+/// the loopback 4-tuples (10,000 connects a second, TIME_WAIT on our side)
+/// far from the ephemeral-port limit.
+///
+/// 2 s warm-up (the warmup spread is 1 s), then 5 s measured:
+/// - cpu_pct: getrusage(RUSAGE_SELF) user+sys over the window / wall time,
+///   in percent of one core. Our connects' kernel loopback TCP work
+///   (handshake, FIN, also part of the listener side's softirq work that
+///   runs in our context) counts as our sys time.
+/// - p99_late_ms: p99 of `check start - due time` over the window, from
+///   the scheduler's `LatenessStats` (0.1 ms buckets).
+fn checks_10k() -> Result<()> {
+    const N: usize = 10_000;
+    const PORTS: usize = 100;
+    const WARMUP: Duration = Duration::from_secs(2);
+    const WINDOW: Duration = Duration::from_secs(5);
+    raise_nofile()?;
+
+    let mut child = Command::new(std::env::current_exe()?)
+        .args(["--listen", &PORTS.to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("spawning the listener child")?;
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().context("child stdout")?).read_line(&mut line)?;
+    let ports: Vec<u16> = line.split_whitespace().map(str::parse).collect::<Result<_, _>>()?;
+    anyhow::ensure!(ports.len() == PORTS, "child listens on {} ports", ports.len());
+
+    let mut text = String::with_capacity(250 * N + 256);
+    text.push_str("virtual_server 192.0.2.100 80 {\n    delay_loop 1\n    lvs_sched wrr\n    lvs_method DR\n    protocol TCP\n");
+    for i in 0..N {
+        let (a, b, c) = ((i >> 16) & 0xff, (i >> 8) & 0xff, i & 0xff);
+        let port = ports[i % PORTS];
+        write!(
+            text,
+            "    real_server 10.{a}.{b}.{c} 80 {{\n        weight 1\n        TCP_CHECK {{\n            connect_ip 127.0.0.1\n            connect_port {port}\n            connect_timeout 2\n            delay_loop 1\n            retry 3\n            delay_before_retry 1\n        }}\n    }}\n"
+        )?;
+    }
+    text.push_str("}\n");
+    let loaded = config::load_str(&text, "checks_10k.conf", &ConfigOptions::default());
+    anyhow::ensure!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let targets = check::targets_from_config(&loaded.config);
+    anyhow::ensure!(targets.len() == N, "{} targets", targets.len());
+    anyhow::ensure!(
+        targets.iter().all(|t| t.checkers.len() == 1 && t.checkers[0].common.delay_loop == Duration::from_secs(1)),
+        "one TCP_CHECK with delay_loop 1 per real server"
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (cpu, wall, late, downs) = rt.block_on(async move {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<check::Transition>(1024);
+        let downs = tokio::spawn(async move {
+            let mut downs = 0u64;
+            while let Some(t) = rx.recv().await {
+                downs += u64::from(t.change == Change::Down);
+            }
+            downs
+        });
+        let stats = Arc::new(LatenessStats::new());
+        let mut checks = Checks::new(tx, 1).with_lateness(Arc::clone(&stats));
+        checks.set_targets(targets);
+        tokio::time::sleep(WARMUP).await;
+        let (c0, t0, s0) = (cpu_time(), Instant::now(), stats.snapshot());
+        tokio::time::sleep(WINDOW).await;
+        let (c1, t1, s1) = (cpu_time(), Instant::now(), stats.snapshot());
+        checks.shutdown().await;
+        let downs = downs.await?;
+        anyhow::Ok(((c1.0 - c0.0, c1.1 - c0.1), t1 - t0, s1.since(&s0), downs))
+    })?;
+    drop(child.stdin.take()); // the child exits on EOF
+    child.wait()?;
+
+    let ms = |d: Option<Duration>| d.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3);
+    let checks = late.count();
+    eprintln!(
+        "checks_10k: {checks} checks in {:.2} s, {downs} down transitions, user {:.1}% sys {:.1}%, lateness p50 {:.1} ms p99 {:.1} ms max {:.1} ms",
+        wall.as_secs_f64(),
+        cpu.0.as_secs_f64() / wall.as_secs_f64() * 100.0,
+        cpu.1.as_secs_f64() / wall.as_secs_f64() * 100.0,
+        ms(late.quantile(0.5)),
+        ms(late.quantile(0.99)),
+        ms(late.quantile(1.0)),
+    );
+    // About one check per real server a second: fewer means the scheduler fell behind.
+    anyhow::ensure!(checks as f64 >= 0.8 * N as f64 * wall.as_secs_f64(), "only {checks} checks in the window");
+    let cpu_pct = (cpu.0 + cpu.1).as_secs_f64() / wall.as_secs_f64() * 100.0;
+    println!("bench checks_10k cpu_pct={cpu_pct:.1} p99_late_ms={:.1}", ms(late.quantile(0.99)));
     Ok(())
 }
 
