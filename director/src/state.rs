@@ -17,12 +17,34 @@ pub enum Proto {
     Udp,
 }
 
+impl std::fmt::Display for Proto {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Proto::Tcp => "TCP",
+            Proto::Udp => "UDP",
+        })
+    }
+}
+
 /// (VIP, port, protocol); port 0 means every port of the VIP.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 pub struct ServiceAddr {
     pub vip: IpAddr,
     pub port: u16,
     pub proto: Proto,
+}
+
+impl ServiceAddr {
+    pub fn socket(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(self.vip, self.port)
+    }
+}
+
+/// As ipvsadm shows it: `TCP 192.168.122.100:80`, `TCP [fd00::1]:80`.
+impl std::fmt::Display for ServiceAddr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.proto, self.socket())
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

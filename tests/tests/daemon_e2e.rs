@@ -795,7 +795,6 @@ impl Lab {
         let conf = tmp.0.join("director.conf");
         fs::write(&conf, conf_text)?;
         let bpffs = if pins {
-            ensure_bpffs()?;
             Some(PathBuf::from(format!("/sys/fs/bpf/director-test-{tag}-{}-{}", std::process::id(), unique())))
         } else {
             println!("note: `director --help` has no --bpffs-dir yet; starting without it");
@@ -1305,26 +1304,6 @@ fn supports_bpffs_dir(director: &Path) -> Result<bool> {
     let out = run_bounded(director, &["--help"], None, TOOL_TIMEOUT)?;
     ensure!(out.code == Some(0), "director --help: {out}");
     Ok(out.stdout.contains("--bpffs-dir"))
-}
-
-/// Mounts bpffs on /sys/fs/bpf unless it is there. The daemon would mount
-/// one itself, but it checks and mounts without a lock, and parallel test
-/// processes start daemons at the same moment: two mounts stacked on
-/// /sys/fs/bpf would hide the first one's pins. A lock file serialises this
-/// across test processes.
-fn ensure_bpffs() -> Result<()> {
-    const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
-    let lock = File::create("/run/director-e2e-bpffs.lock").context("creating the bpffs lock file")?;
-    // SAFETY: flock on a descriptor we own; released when `lock` closes.
-    ensure!(unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } == 0, "flock: {}", std::io::Error::last_os_error());
-    // SAFETY: a zeroed statfs is valid; the path is NUL-terminated.
-    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
-    if unsafe { libc::statfs(c"/sys/fs/bpf".as_ptr(), &mut st) } == 0 && st.f_type as i64 == BPF_FS_MAGIC {
-        return Ok(());
-    }
-    println!("note: /sys/fs/bpf is not a bpffs; mounting one there");
-    director_tests::netns::run("mount", &["-t", "bpf", "bpf", "/sys/fs/bpf"])?;
-    Ok(())
 }
 
 /// The sibling of the test executable: target/<profile>/deps/.. /NAME.

@@ -4,7 +4,7 @@
 
 use std::{
     collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     time::Duration,
 };
 
@@ -50,7 +50,7 @@ pub fn build(
     for vs in &config.virtual_servers {
         let Some(addr) = service_addr(vs) else {
             skipped.push(Skipped {
-                what: describe(vs),
+                what: format!("virtual_server {}", vs.key),
                 why: "the XDP data plane handles TCP and UDP services by address; fwmark, group and SCTP services need the IPVS data plane".into(),
             });
             continue;
@@ -67,7 +67,7 @@ pub fn build(
             }
             let Some(hop) = next_hop(rs.ip) else {
                 skipped.push(Skipped {
-                    what: format!("real server {} in {}", show(rs.ip, rs.port), describe(vs)),
+                    what: format!("real server {} in {}", SocketAddr::new(rs.ip, rs.port), format!("virtual_server {}", vs.key)),
                     why: "no route or neighbour entry towards it yet".into(),
                 });
                 continue;
@@ -81,7 +81,7 @@ pub fn build(
             Some(hop) => Some(RealSpec { addr: s.ip, port: s.port, weight: 1, method: method(&s.lvs_method), next_hop: hop }),
             None => {
                 skipped.push(Skipped {
-                    what: format!("sorry server {} in {}", show(s.ip, s.port), describe(vs)),
+                    what: format!("sorry server {} in {}", SocketAddr::new(s.ip, s.port), format!("virtual_server {}", vs.key)),
                     why: "no route or neighbour entry towards it yet".into(),
                 });
                 None
@@ -167,21 +167,6 @@ fn all_ones(a: IpAddr) -> IpAddr {
     match a {
         IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::BROADCAST),
         IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::from(u128::MAX)),
-    }
-}
-
-pub fn show(ip: IpAddr, port: u16) -> String {
-    match ip {
-        IpAddr::V4(a) => format!("{a}:{port}"),
-        IpAddr::V6(a) => format!("[{a}]:{port}"),
-    }
-}
-
-fn describe(vs: &VirtualServer) -> String {
-    match &vs.key {
-        VsKey::Addr { ip, port } => format!("virtual_server {}", show(*ip, *port)),
-        VsKey::Fwmark(m) => format!("virtual_server fwmark {m}"),
-        VsKey::Group(g) => format!("virtual_server group {g}"),
     }
 }
 

@@ -229,17 +229,15 @@ impl Daemon {
                     None => self.admin.remove(&key),
                 };
                 let after = desired::effective_weight(self.admin.get(&key), rs.weight);
-                let proto = format!("{:?}", addr.proto).to_uppercase();
                 changes.push(format!(
-                    "{} in {proto} {}: weight {before} -> {after} ({label})",
-                    desired::show(rs.ip, rs.port),
-                    desired::show(addr.vip, addr.port)
+                    "{} in {addr}: weight {before} -> {after} ({label})",
+                    std::net::SocketAddr::new(rs.ip, rs.port)
                 ));
             }
         }
         if changes.is_empty() {
             let what = match target.port {
-                Some(p) => desired::show(target.addr, p),
+                Some(p) => std::net::SocketAddr::new(target.addr, p).to_string(),
                 None => target.addr.to_string(),
             };
             let message = match target.virtual_server {
@@ -267,19 +265,12 @@ impl Daemon {
             .flat_map(|vs| vs.real_servers.iter().map(|r| r.ip).chain(vs.sorry_server.as_ref().map(|s| s.ip)))
             .collect();
         match self.resolver.resolve(&targets.into_iter().collect::<Vec<_>>()).await {
-            Ok(hops) if hops != self.hops => {
-                self.hops = hops;
-                if let Err(e) = self.apply() {
-                    error!("applying the configuration failed: {e:#}");
-                }
-            }
-            Ok(_) => {
-                // Nothing moved; still make sure a reload's config is applied.
-                if let Err(e) = self.apply() {
-                    error!("applying the configuration failed: {e:#}");
-                }
-            }
+            Ok(hops) => self.hops = hops,
             Err(e) => warn!("resolving next hops: {e}"),
+        }
+        // A no-op unless next hops, the config or health moved.
+        if let Err(e) = self.apply() {
+            error!("applying the configuration failed: {e:#}");
         }
         self.update_metrics();
     }
@@ -368,7 +359,7 @@ impl Daemon {
         if let Some(before) = &self.quorum_lost {
             for vs in &self.config.virtual_servers {
                 let Some(addr) = desired::service_addr(vs) else { continue };
-                let what = desired::show(addr.vip, addr.port);
+                let what = addr.socket().to_string();
                 match (before.contains(&addr), lost.contains(&addr)) {
                     (false, true) => {
                         warn!("virtual server {what}: quorum {} lost", vs.quorum);

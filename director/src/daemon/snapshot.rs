@@ -64,7 +64,7 @@ pub fn build(d: &Daemon, with_conns: bool) -> Snapshot {
             traffic: ids.as_ref().and_then(|i| i.sorry).map(|i| traffic(TrafficOf::Real(i))).unwrap_or_default(),
         });
         services.push(ServiceView {
-            proto: format!("{:?}", addr.proto).to_uppercase(),
+            proto: addr.proto.to_string(),
             vip: addr.vip,
             port: addr.port,
             sched: vs.lvs_sched.clone(),

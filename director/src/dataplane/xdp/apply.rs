@@ -151,23 +151,23 @@ impl Applied {
         for s in &desired.services {
             let a = s.addr;
             if !seen.insert(a) {
-                return Err(invalid(format!("service {} is listed twice", show(&a))));
+                return Err(invalid(format!("service {} is listed twice", a)));
             }
             if sched::plan(&s.sched).is_none() {
-                return Err(invalid(format!("service {}: unknown scheduler `{}`", show(&a), s.sched)));
+                return Err(invalid(format!("service {}: unknown scheduler `{}`", a, s.sched)));
             }
             for r in s.reals.iter().chain(s.sorry.iter()) {
                 if r.addr.is_ipv4() != a.vip.is_ipv4() {
                     return Err(invalid(format!(
                         "service {}: real server {} is of another address family",
-                        show(&a),
+                        a,
                         r.addr
                     )));
                 }
                 if r.method == Method::Tun && r.next_hop.tun_src.is_none_or(|t| t.is_ipv4() != r.addr.is_ipv4()) {
                     return Err(invalid(format!(
                         "service {}: TUN real server {} needs a tunnel source address of its family",
-                        show(&a),
+                        a,
                         r.addr
                     )));
                 }
@@ -477,17 +477,6 @@ fn write_service(maps: &mut Maps, spec: &ServiceSpec, value: &Service) -> Result
 
 fn invalid(msg: String) -> XdpError {
     XdpError::Invalid(msg)
-}
-
-fn show(a: &ServiceAddr) -> String {
-    let p = match a.proto {
-        Proto::Tcp => "TCP",
-        Proto::Udp => "UDP",
-    };
-    match a.vip {
-        IpAddr::V4(v) => format!("{p} {v}:{}", a.port),
-        IpAddr::V6(v) => format!("{p} [{v}]:{}", a.port),
-    }
 }
 
 #[cfg(test)]
