@@ -8,8 +8,23 @@ use anyhow::{Result, bail};
 use crate::cmd::{invoke, output, probe};
 
 /// Debian packages: LLVM 22 for bpf-linker, and the tools the lab and the
-/// tests drive (`prometheus` for `promtool check metrics`).
-const APT_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "iproute2", "ethtool", "prometheus"];
+/// tests drive: `prometheus` for `promtool check metrics`; keepalived as the
+/// VRRP interop peer; nginx and dnsmasq as real servers for the checkers;
+/// ipvsadm, qemu, busybox and cpio for the IPVS test VM.
+const APT_PACKAGES: &[&str] = &[
+    "llvm-22-dev",
+    "libpolly-22-dev",
+    "iproute2",
+    "ethtool",
+    "prometheus",
+    "keepalived",
+    "nginx",
+    "dnsmasq",
+    "ipvsadm",
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+];
 
 /// bpf-linker must link against the same LLVM major as the nightly rustc.
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -41,6 +56,9 @@ pub fn run() -> Result<()> {
     } else {
         step(&format!("apt packages ({})", missing.join(" ")), "installing");
         invoke(Command::new("apt-get").args(["update", "-qq"]))?;
+        // nginx, dnsmasq and keepalived would start as host services on
+        // install; the tests start their own copies in namespaces instead.
+        let _no_services = NoServiceStarts::install()?;
         invoke(Command::new("apt-get")
             .args(["install", "-y", "-qq", "--no-install-recommends"])
             .args(&missing)
@@ -78,4 +96,30 @@ fn dpkg_installed(pkg: &str) -> bool {
     output(Command::new("dpkg-query").args(["-W", "-f=${Status}", pkg]))
         .map(|s| s.contains("install ok installed"))
         .unwrap_or(false)
+}
+
+/// A `policy-rc.d` that forbids service starts (Debian's mechanism), in place
+/// for as long as this lives unless the machine already has one.
+struct NoServiceStarts(Option<&'static str>);
+
+impl NoServiceStarts {
+    const PATH: &'static str = "/usr/sbin/policy-rc.d";
+
+    fn install() -> Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        if std::path::Path::new(Self::PATH).exists() {
+            return Ok(NoServiceStarts(None));
+        }
+        std::fs::write(Self::PATH, "#!/bin/sh\nexit 101\n")?;
+        std::fs::set_permissions(Self::PATH, std::fs::Permissions::from_mode(0o755))?;
+        Ok(NoServiceStarts(Some(Self::PATH)))
+    }
+}
+
+impl Drop for NoServiceStarts {
+    fn drop(&mut self) {
+        if let Some(path) = self.0 {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
