@@ -65,6 +65,26 @@ impl Netns {
             .map_err(|_| anyhow::anyhow!("thread in {} panicked", self.name))?
         })
     }
+
+    /// A named thread that lives in this namespace (sockets it opens are
+    /// the namespace's), for work that runs alongside the test.
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        name: &str,
+        f: impl FnOnce() -> Result<T> + Send + 'static,
+    ) -> Result<std::thread::JoinHandle<Result<T>>> {
+        let file = File::open(format!("/run/netns/{}", self.name))
+            .with_context(|| format!("opening namespace {}", self.name))?;
+        let ns = self.name.clone();
+        Ok(std::thread::Builder::new().name(name.into()).spawn(move || {
+            // SAFETY: setns on this thread only; the fd is valid for the call.
+            if unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+                bail!("setns {ns}: {}", std::io::Error::last_os_error());
+            }
+            drop(file);
+            f()
+        })?)
+    }
 }
 
 impl Drop for Netns {
