@@ -629,13 +629,16 @@ impl Lan {
         Ok(())
     }
 
-    /// Takes node `name` off the LAN as a dying machine would: SIGKILL and
-    /// its switch port down. Returns the instant of the kill.
+    /// Takes node `name` off the LAN as a dying machine would: its switch
+    /// port down, then SIGKILL. Returns the instant the port was down: from
+    /// then on nothing reaches the node (listeners the test runs in its
+    /// namespace live on in the test process, so a connection begun before
+    /// the port went down may still be answered by it).
     pub fn crash(&self, name: &str) -> Result<Instant> {
         let n = self.node(name);
+        self.switch.ip(&["link", "set", &n.port, "down"])?;
         let t0 = Instant::now();
         n.kill()?;
-        self.switch.ip(&["link", "set", &n.port, "down"])?;
         Ok(t0)
     }
 
