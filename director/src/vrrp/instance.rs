@@ -11,7 +11,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
@@ -20,7 +19,10 @@ use super::{
     packet::{self, InstanceParams, Reject, RxMeta, Version},
     socket::{Interface, SocketError, VrrpSocket},
 };
-use crate::config::{GlobalDefs, VrrpInstance};
+use crate::{
+    config::{GlobalDefs, VrrpInstance},
+    status::VrrpView as Status,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstanceError {
@@ -101,28 +103,6 @@ pub enum Command {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// Live figures of one instance, shared with `directorctl status` and the
-/// metrics.
-#[derive(Debug, Clone, Serialize)]
-pub struct Status {
-    pub name: String,
-    pub interface: String,
-    pub vrid: u8,
-    pub version: u8,
-    pub state: &'static str,
-    pub priority: u8,
-    pub base_priority: u8,
-    /// The current master: ourselves when master, the advert source when backup.
-    pub master: Option<IpAddr>,
-    pub vips: Vec<IpAddr>,
-    pub transitions: u64,
-    pub adverts_sent: u64,
-    pub adverts_received: u64,
-    /// Received adverts dropped, by reason (`Reject::counter`).
-    pub rejects: BTreeMap<&'static str, u64>,
-    pub send_errors: u64,
-}
-
 pub fn state_name(s: State) -> &'static str {
     match s {
         State::Initialize => "INIT",
@@ -167,16 +147,11 @@ pub fn spawn(spec: Spec, vips: super::Vips, events: mpsc::Sender<Event>) -> Resu
         interface: spec.iface.name.clone(),
         vrid: spec.params.vrid,
         version: spec.params.version.as_u8(),
-        state: state_name(State::Initialize),
+        state: state_name(State::Initialize).into(),
         priority: spec.fsm.priority,
         base_priority: spec.fsm.priority,
-        master: None,
         vips: spec.params.vips.clone(),
-        transitions: 0,
-        adverts_sent: 0,
-        adverts_received: 0,
-        rejects: BTreeMap::new(),
-        send_errors: 0,
+        ..Status::default()
     }));
     let (tx, rx) = mpsc::channel(16);
     let driver = Driver {
@@ -307,7 +282,7 @@ impl Driver {
 
     fn on_reject(&mut self, reject: &Reject, src: IpAddr) {
         let reason = reject.counter();
-        *self.status.lock().unwrap().rejects.entry(reason).or_default() += 1;
+        *self.status.lock().unwrap().rejects.entry(reason.to_string()).or_default() += 1;
         let now = Instant::now();
         let entry = self.reject_log.entry(reason).or_insert((now - REJECT_LOG_EVERY, 0));
         entry.1 += 1;
@@ -385,7 +360,7 @@ impl Driver {
         let from = std::mem::replace(&mut self.state, to);
         {
             let mut st = self.status.lock().unwrap();
-            st.state = state_name(to);
+            st.state = state_name(to).into();
             st.priority = priority;
             st.transitions += 1;
             if to == State::Master {

@@ -7,7 +7,8 @@ use futures::TryStreamExt;
 use tokio::sync::mpsc;
 use tracing::info;
 
-use super::instance::{self, Event, InstanceError, InstanceHandle, Spec, Status};
+use super::instance::{self, Event, InstanceError, InstanceHandle, Spec};
+use crate::status::VrrpView;
 use crate::config::Config;
 
 pub struct Vrrp {
@@ -72,7 +73,7 @@ impl Vrrp {
         }
     }
 
-    pub fn status(&self) -> Vec<Status> {
+    pub fn status(&self) -> Vec<VrrpView> {
         self.instances.values().map(|h| h.status.lock().unwrap().clone()).collect()
     }
 }
