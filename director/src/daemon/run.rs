@@ -397,7 +397,9 @@ impl Daemon {
     }
 
     fn on_vrrp(&mut self, e: vrrp::instance::Event) {
-        let _ = e;
+        if let Some(g) = self.vrrp.on_event(&e) {
+            info!("VRRP_Group({}) Entering {} STATE", g.group, vrrp::instance::state_name(g.state));
+        }
         self.update_metrics();
     }
 

@@ -18,6 +18,7 @@ use super::{
     fsm::{Action, Fsm, FsmConfig, Input, State},
     packet::{self, InstanceParams, Reject, RxMeta, Version},
     socket::{Interface, SocketError, VrrpSocket},
+    sync::SyncCmd,
 };
 use crate::{
     config::{GlobalDefs, VrrpInstance},
@@ -92,6 +93,8 @@ pub struct Event {
     pub from: State,
     pub to: State,
     pub priority: u8,
+    /// In FAULT because of this instance's own tracking (not a sync group's).
+    pub own_fault: bool,
 }
 
 /// What the daemon tells an instance.
@@ -99,6 +102,8 @@ pub struct Event {
 pub enum Command {
     /// New effective priority from tracking; `None` = FAULT.
     Track(Option<u8>),
+    /// From the `vrrp_sync_group`.
+    Sync(SyncCmd),
     /// Stop (priority 0 if master, VIPs removed); answered when done.
     Shutdown(oneshot::Sender<()>),
 }
@@ -120,9 +125,10 @@ pub struct InstanceHandle {
 }
 
 impl InstanceHandle {
-    pub fn track(&self, priority: Option<u8>) {
-        // A full queue means a newer update is queued anyway.
-        let _ = self.tx.try_send(Command::Track(priority));
+    pub fn send(&self, cmd: Command) {
+        if let Err(e) = self.tx.try_send(cmd) {
+            warn!("VRRP_Instance({}) is not keeping up, dropped {:?}", self.spec.config.name, e.into_inner());
+        }
     }
 
     /// Stops the instance and waits until its VIPs are gone.
@@ -162,6 +168,8 @@ pub fn spawn(spec: Spec, vips: super::Vips, events: mpsc::Sender<Event>) -> Resu
         events,
         vips,
         state: State::Initialize,
+        track_fault: false,
+        sync_fault: false,
         holding: false,
         reject_log: BTreeMap::new(),
     };
@@ -182,6 +190,9 @@ struct Driver {
     vips: super::Vips,
     /// The state last reported (the state machine's, once performed).
     state: State,
+    /// FAULT from our own tracking, and from a sync-group sibling.
+    track_fault: bool,
+    sync_fault: bool,
     holding: bool,
     /// Last log time and drops since, per reject reason.
     reject_log: BTreeMap<&'static str, (Instant, u64)>,
@@ -225,15 +236,17 @@ impl Driver {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
-                () = timer => {
-                    let actions = self.fsm.handle(self.now(), Input::Timer);
-                    self.perform(&sock, actions).await;
-                }
+                () = timer => self.input(&sock, Input::Timer).await,
                 cmd = rx.recv() => match cmd {
                     Some(Command::Track(p)) => self.on_track(&sock, p).await,
+                    Some(Command::Sync(SyncCmd::Master)) => self.input(&sock, Input::SyncMaster).await,
+                    Some(Command::Sync(SyncCmd::Backup)) => self.input(&sock, Input::SyncBackup).await,
+                    Some(Command::Sync(SyncCmd::Fault(on))) => {
+                        self.sync_fault = on;
+                        self.input(&sock, Input::Fault(self.track_fault || self.sync_fault)).await;
+                    }
                     Some(Command::Shutdown(done)) => {
-                        let actions = self.fsm.handle(self.now(), Input::Shutdown);
-                        self.perform(&sock, actions).await;
+                        self.input(&sock, Input::Shutdown).await;
                         let _ = done.send(());
                         return;
                     }
@@ -243,9 +256,20 @@ impl Driver {
         }
     }
 
+    async fn input(&mut self, sock: &VrrpSocket, input: Input) {
+        let actions = self.fsm.handle(self.now(), input);
+        self.perform(sock, actions).await;
+    }
+
     async fn on_track(&mut self, sock: &VrrpSocket, priority: Option<u8>) {
         let now = self.now();
-        let mut actions = self.fsm.handle(now, Input::Fault(priority.is_none()));
+        let was = std::mem::replace(&mut self.track_fault, priority.is_none());
+        if was != self.track_fault {
+            // The sync group needs to know even when the state stays (already
+            // in FAULT through a sibling).
+            self.report(self.state);
+        }
+        let mut actions = self.fsm.handle(now, Input::Fault(self.track_fault || self.sync_fault));
         if let Some(p) = priority {
             actions.extend(self.fsm.handle(now, Input::PriorityChanged(p)));
         }
@@ -372,6 +396,23 @@ impl Driver {
         let name = &self.spec.config.name;
         let word = if to == State::Initialize { "STOP" } else { state_name(to) };
         info!("VRRP_Instance({name}) Entering {word} STATE (priority {priority})");
-        let _ = self.events.try_send(Event { instance: name.clone(), from, to, priority });
+        self.report_from(from, to);
+    }
+
+    fn report(&self, state: State) {
+        self.report_from(state, state);
+    }
+
+    fn report_from(&self, from: State, to: State) {
+        let event = Event {
+            instance: self.spec.config.name.clone(),
+            from,
+            to,
+            priority: self.fsm.priority(),
+            own_fault: self.track_fault,
+        };
+        if self.events.try_send(event).is_err() {
+            warn!("VRRP_Instance({}): the daemon is not keeping up with VRRP events", self.spec.config.name);
+        }
     }
 }

@@ -7,7 +7,10 @@ use futures::TryStreamExt;
 use tokio::sync::mpsc;
 use tracing::info;
 
-use super::instance::{self, Event, InstanceError, InstanceHandle, Spec};
+use super::{
+    instance::{self, Command, Event, InstanceError, InstanceHandle, Spec},
+    sync::{GroupChange, SyncGroups},
+};
 use crate::status::VrrpView;
 use crate::config::Config;
 
@@ -15,6 +18,7 @@ pub struct Vrrp {
     instances: BTreeMap<String, InstanceHandle>,
     events: mpsc::Sender<Event>,
     vips: Vips,
+    sync: SyncGroups,
 }
 
 impl Vrrp {
@@ -22,7 +26,12 @@ impl Vrrp {
     pub fn new(events: mpsc::Sender<Event>) -> std::io::Result<Vrrp> {
         let (conn, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(conn);
-        Ok(Vrrp { instances: BTreeMap::new(), events, vips: Vips { handle } })
+        Ok(Vrrp {
+            instances: BTreeMap::new(),
+            events,
+            vips: Vips { handle },
+            sync: SyncGroups::default(),
+        })
     }
 
     /// Makes the running instances those of `config`: an unchanged instance
@@ -30,6 +39,7 @@ impl Vrrp {
     /// a removed one stops. Instances that cannot start are reported and
     /// the others still run.
     pub async fn apply(&mut self, config: &Config) -> Vec<InstanceError> {
+        self.sync.configure(&config.sync_groups);
         let mut errors = Vec::new();
         let mut wanted = BTreeMap::new();
         for inst in &config.instances {
@@ -50,6 +60,7 @@ impl Vrrp {
             if let Some(h) = self.instances.remove(&name) {
                 info!("VRRP_Instance({name}) stopping: removed or changed by the configuration");
                 h.shutdown().await;
+                self.sync.forget(&name);
             }
         }
         for (name, spec) in wanted {
@@ -64,6 +75,18 @@ impl Vrrp {
             }
         }
         errors
+    }
+
+    /// Notes an instance's transition and makes its sync-group siblings
+    /// follow (see [`SyncGroups`]). Returns the group's change of state.
+    pub fn on_event(&mut self, e: &Event) -> Option<GroupChange> {
+        let (cmds, change) = self.sync.on_event(e);
+        for (member, cmd) in cmds {
+            if let Some(h) = self.instances.get(&member) {
+                h.send(Command::Sync(cmd));
+            }
+        }
+        change
     }
 
     /// Stops every instance: a master sends priority 0 and drops its VIPs.

@@ -19,6 +19,7 @@ pub mod instance;
 pub mod manager;
 pub mod packet;
 pub mod socket;
+pub mod sync;
 
 pub use fsm::{Action, Fsm, FsmConfig, Input, State, effective_priority};
 pub use manager::{Vips, Vrrp};
