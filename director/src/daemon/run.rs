@@ -317,12 +317,7 @@ impl Daemon {
                 }
                 if let Some(mailer) = self.mailer.clone().filter(|_| alert::wanted(&self.config, vs, rs)) {
                     let subject = mailer.realserver_subject(&t.key.rs.to_string(), &t.key.vs.to_string(), t.alive);
-                    let body = format!("=> {} <=\n", t.reason);
-                    tokio::spawn(async move {
-                        if let Err(e) = mailer.send(&subject, &body).await {
-                            warn!("smtp_alert: {e}");
-                        }
-                    });
+                    mailer.post(subject, format!("=> {} <=\n", t.reason));
                 }
             }
         }
@@ -396,11 +391,27 @@ impl Daemon {
         }
     }
 
+    /// A VRRP instance changed state: its sync group follows, and the
+    /// instance's and group's alerts go out.
     fn on_vrrp(&mut self, e: vrrp::instance::Event) {
-        if let Some(g) = self.vrrp.on_event(&e) {
+        let group = self.vrrp.on_event(&e);
+        if e.from != e.to && e.to != vrrp::State::Initialize {
+            let own = self.config.instances.iter().find(|i| i.name == e.instance).and_then(|i| i.smtp_alert);
+            self.alert(false, &e.instance, e.to, own);
+        }
+        if let Some(g) = group {
             info!("VRRP_Group({}) Entering {} STATE", g.group, vrrp::instance::state_name(g.state));
+            let own = self.config.sync_groups.iter().find(|s| s.name == g.group).and_then(|s| s.smtp_alert);
+            self.alert(true, &g.group, g.state, own);
         }
         self.update_metrics();
+    }
+
+    fn alert(&self, group: bool, name: &str, state: vrrp::State, own: Option<bool>) {
+        if let Some(mailer) = self.mailer.clone().filter(|_| alert::vrrp_wanted(&self.config, own)) {
+            let (subject, body) = mailer.vrrp_alert(group, name, vrrp::instance::state_name(state));
+            mailer.post(subject, body);
+        }
     }
 
     fn update_metrics(&self) {
