@@ -58,6 +58,29 @@ impl Mailer {
         format!("[{}] Realserver {rs} of virtual server {vs} - {}", self.router_id, if up { "UP" } else { "DOWN" })
     }
 
+    /// keepalived's VRRP alerts: "[router] VRRP Instance VI_1 - Entering
+    /// MASTER state" (or "VRRP Group G"), with its one-line body.
+    pub fn vrrp_alert(&self, group: bool, name: &str, state: &str) -> (String, String) {
+        let kind = if group { "Group" } else { "Instance" };
+        let subject = format!("[{}] VRRP {kind} {name} - Entering {state} state", self.router_id);
+        let body = match (group, state) {
+            (true, _) => format!("=> All VRRP group instances are now in {state} state <=\n"),
+            (false, "MASTER") => "=> VRRP Instance is now owning VRRP VIPs <=\n".into(),
+            (false, "BACKUP") => "=> VRRP Instance is no longer owning VRRP VIPs <=\n".into(),
+            (false, _) => format!("=> VRRP Instance is in {state} state <=\n"),
+        };
+        (subject, body)
+    }
+
+    /// Sends in the background; a failure is logged, never waited for.
+    pub fn post(self, subject: String, body: String) {
+        tokio::spawn(async move {
+            if let Err(e) = self.send(&subject, &body).await {
+                tracing::warn!("smtp_alert: {e}");
+            }
+        });
+    }
+
     pub async fn send(&self, subject: &str, body: &str) -> Result<(), AlertError> {
         let mailbox = |a: &str| a.parse::<Mailbox>().map_err(|e| AlertError::Address(a.to_string(), e.to_string()));
         let mut msg = Message::builder().from(mailbox(&self.from)?).subject(subject).header(ContentType::TEXT_PLAIN);
@@ -85,4 +108,11 @@ impl Mailer {
 pub fn wanted(config: &Config, vs: &VirtualServer, rs: &RealServer) -> bool {
     let g = &config.global;
     rs.smtp_alert.or(vs.smtp_alert).or(g.smtp_alert_checker).or(g.smtp_alert).unwrap_or(false)
+}
+
+/// Whether a VRRP instance's or sync group's changes are mailed: its own
+/// `smtp_alert`, else `global_defs` (`smtp_alert_vrrp`, then `smtp_alert`).
+pub fn vrrp_wanted(config: &Config, own: Option<bool>) -> bool {
+    let g = &config.global;
+    own.or(g.smtp_alert_vrrp).or(g.smtp_alert).unwrap_or(false)
 }

@@ -174,6 +174,12 @@ struct Families {
     xdp_attach_mode: Family,
     build_info: Family,
     start_time: Family,
+    vrrp_state: Family,
+    vrrp_priority: Family,
+    vrrp_transitions: Family,
+    vrrp_adverts_sent: Family,
+    vrrp_adverts_received: Family,
+    vrrp_advert_errors: Family,
 }
 
 impl Families {
@@ -279,10 +285,40 @@ impl Families {
                 "When the daemon started, in seconds since the Unix epoch.",
                 &[],
             ),
+            vrrp_state: Family::gauge(
+                "director_vrrp_state",
+                "1 for a VRRP instance's current state (INIT, BACKUP, MASTER, FAULT), 0 for the others.",
+                &["instance", "state"],
+            ),
+            vrrp_priority: Family::gauge(
+                "director_vrrp_priority",
+                "A VRRP instance's effective priority (configured priority after tracking).",
+                &["instance"],
+            ),
+            vrrp_transitions: Family::counter(
+                "director_vrrp_transitions_total",
+                "State changes of a VRRP instance.",
+                &["instance"],
+            ),
+            vrrp_adverts_sent: Family::counter(
+                "director_vrrp_adverts_sent_total",
+                "VRRP advertisements a VRRP instance sent (one per destination).",
+                &["instance"],
+            ),
+            vrrp_adverts_received: Family::counter(
+                "director_vrrp_adverts_received_total",
+                "Valid VRRP advertisements a VRRP instance received.",
+                &["instance"],
+            ),
+            vrrp_advert_errors: Family::counter(
+                "director_vrrp_advert_errors_total",
+                "Received VRRP advertisements dropped, by reason (ttl, auth, interval, ...).",
+                &["instance", "reason"],
+            ),
         }
     }
 
-    fn all(&self) -> [&Family; 20] {
+    fn all(&self) -> [&Family; 26] {
         [
             &self.vs_packets,
             &self.vs_bytes,
@@ -304,6 +340,12 @@ impl Families {
             &self.xdp_attach_mode,
             &self.build_info,
             &self.start_time,
+            &self.vrrp_state,
+            &self.vrrp_priority,
+            &self.vrrp_transitions,
+            &self.vrrp_adverts_sent,
+            &self.vrrp_adverts_received,
+            &self.vrrp_advert_errors,
         ]
     }
 }
@@ -416,6 +458,28 @@ impl SnapshotCollector {
         let mut start_time = Series::new(&f.start_time);
         start_time.add(&[], latest.start_time);
 
+        let mut vrrp_state = Series::new(&f.vrrp_state);
+        let mut vrrp_priority = Series::new(&f.vrrp_priority);
+        let mut vrrp_transitions = Series::new(&f.vrrp_transitions);
+        let mut vrrp_adverts_sent = Series::new(&f.vrrp_adverts_sent);
+        let mut vrrp_adverts_received = Series::new(&f.vrrp_adverts_received);
+        let mut vrrp_advert_errors = Series::new(&f.vrrp_advert_errors);
+        for v in &snap.vrrp {
+            let inst = [v.name.clone()];
+            if !vrrp_priority.add(&inst, v.priority.into()) {
+                continue;
+            }
+            for state in ["INIT", "BACKUP", "MASTER", "FAULT"] {
+                vrrp_state.add(&[v.name.clone(), state.into()], u64::from(v.state == state));
+            }
+            vrrp_transitions.add(&inst, v.transitions);
+            vrrp_adverts_sent.add(&inst, v.adverts_sent);
+            vrrp_adverts_received.add(&inst, v.adverts_received);
+            for (reason, n) in &v.rejects {
+                vrrp_advert_errors.add(&[v.name.clone(), reason.clone()], *n);
+            }
+        }
+
         [
             vs_packets,
             vs_bytes,
@@ -437,6 +501,12 @@ impl SnapshotCollector {
             xdp_attach_mode,
             build_info,
             start_time,
+            vrrp_state,
+            vrrp_priority,
+            vrrp_transitions,
+            vrrp_adverts_sent,
+            vrrp_adverts_received,
+            vrrp_advert_errors,
         ]
         .into_iter()
         .map(Series::finish)

@@ -12,6 +12,32 @@ pub struct Snapshot {
     pub services: Vec<ServiceView>,
     /// Packets/bytes per verdict reason (`pass_not_service`, `fwd_dr`, ...).
     pub reasons: Vec<ReasonView>,
+    /// The VRRP instances (absent from daemons older than VRRP).
+    #[serde(default)]
+    pub vrrp: Vec<VrrpView>,
+}
+
+/// One VRRP instance, kept current by its task.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VrrpView {
+    pub name: String,
+    pub interface: String,
+    pub vrid: u8,
+    pub version: u8,
+    /// "INIT", "BACKUP", "MASTER" or "FAULT".
+    pub state: String,
+    /// Effective priority (after tracking) and the configured one.
+    pub priority: u8,
+    pub base_priority: u8,
+    /// Ourselves when master, the master's advert source when backup.
+    pub master: Option<IpAddr>,
+    pub vips: Vec<IpAddr>,
+    pub transitions: u64,
+    pub adverts_sent: u64,
+    pub adverts_received: u64,
+    /// Received adverts dropped, by reason (`vrrp::Reject::counter`).
+    pub rejects: std::collections::BTreeMap<String, u64>,
+    pub send_errors: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -83,3 +83,26 @@ fn no_smtp_server_means_no_mailer() {
     let loaded = load_str("global_defs {\n notification_email {\n  ops@example.com\n }\n}\n", "t.conf", &LoadOptions::default());
     assert!(Mailer::from_config(&loaded.config).is_none());
 }
+
+#[tokio::test]
+async fn a_vrrp_transition_is_mailed_with_keepalived_s_subject() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = sink(listener);
+    let conf = format!(
+        "global_defs {{\n notification_email {{\n  ops@example.com\n }}\n smtp_server 127.0.0.1 {port}\n router_id lb1\n smtp_alert_vrrp\n}}\n"
+    );
+    let loaded = load_str(&conf, "t.conf", &LoadOptions::default());
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    assert!(director::alert::vrrp_wanted(&loaded.config, None), "smtp_alert_vrrp turns VRRP mail on");
+    assert!(!director::alert::vrrp_wanted(&loaded.config, Some(false)), "an instance's own smtp_alert wins");
+    let mailer = Mailer::from_config(&loaded.config).unwrap();
+    let (subject, body) = mailer.vrrp_alert(false, "VI_1", "MASTER");
+    mailer.send(&subject, &body).await.unwrap();
+    let transcript = server.join().unwrap().replace("\r\n ", " ");
+    assert!(transcript.contains("Subject: [lb1] VRRP Instance VI_1 - Entering MASTER state"), "{transcript}");
+    assert!(transcript.contains("=> VRRP Instance is now owning VRRP VIPs <="), "{transcript}");
+    let (subject, body) = mailer.vrrp_alert(true, "VG_1", "FAULT");
+    assert_eq!(subject, "[lb1] VRRP Group VG_1 - Entering FAULT state");
+    assert_eq!(body, "=> All VRRP group instances are now in FAULT state <=\n");
+}

@@ -145,6 +145,7 @@ fn snapshot() -> Snapshot {
             ReasonView { reason: "fwd_dr".into(), action: "fwd".into(), packets: 400, bytes: 60_000 },
             ReasonView { reason: "drop_no_real".into(), action: "drop".into(), packets: 7, bytes: 420 },
         ],
+        vrrp: Vec::new(),
     }
 }
 

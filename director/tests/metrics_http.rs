@@ -12,6 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use director::metrics::{self, Metrics};
 use director::status::{
     AdminState, DaemonView, InterfaceView, RealView, ReasonView, ServiceView, Snapshot, TrafficView,
+    VrrpView,
 };
 
 // ---------------------------------------------------------------------------
@@ -146,6 +147,22 @@ fn snapshot(scale: u64) -> Snapshot {
             reason("pass_not_service", "pass", 77 * scale, 5_000 * scale),
             reason("drop_fragment", "drop", 3 * scale, 4_500 * scale),
         ],
+        vrrp: vec![VrrpView {
+            name: "VI_1".into(),
+            interface: "eth0".into(),
+            vrid: 51,
+            version: 2,
+            state: "MASTER".into(),
+            priority: 150,
+            base_priority: 150,
+            master: Some("10.0.0.1".parse().unwrap()),
+            vips: vec!["10.0.0.100".parse().unwrap()],
+            transitions: 2,
+            adverts_sent: 30 * scale,
+            adverts_received: 4 * scale,
+            rejects: [("auth".to_string(), 3 * scale)].into(),
+            send_errors: 0,
+        }],
     }
 }
 
@@ -567,6 +584,12 @@ async fn metrics_endpoint_reports_the_snapshot() {
         ("director_xdp_attach_mode", "gauge"),
         ("director_build_info", "gauge"),
         ("director_start_time_seconds", "gauge"),
+        ("director_vrrp_state", "gauge"),
+        ("director_vrrp_priority", "gauge"),
+        ("director_vrrp_transitions_total", "counter"),
+        ("director_vrrp_adverts_sent_total", "counter"),
+        ("director_vrrp_adverts_received_total", "counter"),
+        ("director_vrrp_advert_errors_total", "counter"),
     ];
     let got: Vec<(&str, &str)> = exp
         .families
@@ -701,6 +724,14 @@ async fn metrics_endpoint_reports_the_snapshot() {
         exp.value("director_build_info", &[("version", "0.1.0")]),
         1.0
     );
+    let vi = ("instance", "VI_1");
+    assert_eq!(exp.value("director_vrrp_state", &[vi, ("state", "MASTER")]), 1.0);
+    assert_eq!(exp.value("director_vrrp_state", &[vi, ("state", "BACKUP")]), 0.0);
+    assert_eq!(exp.value("director_vrrp_priority", &[vi]), 150.0);
+    assert_eq!(exp.value("director_vrrp_transitions_total", &[vi]), 2.0);
+    assert_eq!(exp.value("director_vrrp_adverts_sent_total", &[vi]), 30.0);
+    assert_eq!(exp.value("director_vrrp_adverts_received_total", &[vi]), 4.0);
+    assert_eq!(exp.value("director_vrrp_advert_errors_total", &[vi, ("reason", "auth")]), 3.0);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()

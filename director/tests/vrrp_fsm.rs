@@ -753,3 +753,47 @@ mod props {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// vrrp_sync_group: members follow each other
+
+#[test]
+fn sync_master_makes_a_backup_master_at_once() {
+    let (mut f, _) = started(cfg(Version::V2, 100), VrrpState::Backup);
+    assert_eq!(f.state(), State::Backup);
+    let a = f.handle(ms(200), Input::SyncMaster);
+    assert_eq!(a, vec![Action::SendAdvert { priority: 100 }, Action::BecomeMaster]);
+    assert_eq!(f.state(), State::Master);
+    assert_eq!(f.next_deadline(), Some(ms(1200)), "adverts every advert_int from now");
+}
+
+#[test]
+fn sync_master_leaves_fault_and_master_alone() {
+    let (mut f, _) = started(cfg(Version::V2, 100), VrrpState::Backup);
+    f.handle(ms(10), Input::Fault(true));
+    assert!(f.handle(ms(20), Input::SyncMaster).is_empty());
+    assert_eq!(f.state(), State::Fault);
+    let (mut m, _) = started(cfg(Version::V2, 255), VrrpState::Master);
+    assert_eq!(m.state(), State::Master);
+    assert!(m.handle(ms(20), Input::SyncMaster).is_empty());
+}
+
+#[test]
+fn sync_backup_demotes_a_master_without_priority_zero() {
+    let (mut f, _) = started(cfg(Version::V2, 100), VrrpState::Backup);
+    f.handle(ms(100), Input::SyncMaster);
+    let a = f.handle(ms(500), Input::SyncBackup);
+    assert_eq!(a, vec![Action::BecomeBackup]);
+    assert_eq!(f.state(), State::Backup);
+    // Master_Down_Interval for priority 100, v2: 3 s + 156/256 s.
+    assert_eq!(f.next_deadline(), Some(ms(500) + ms(3000) + us(609_375)));
+    // A backup ignores it.
+    assert!(f.handle(ms(600), Input::SyncBackup).is_empty());
+}
+
+#[test]
+fn sync_backup_never_demotes_the_address_owner() {
+    let (mut f, _) = started(cfg(Version::V2, 255), VrrpState::Master);
+    assert!(f.handle(ms(100), Input::SyncBackup).is_empty());
+    assert_eq!(f.state(), State::Master);
+}

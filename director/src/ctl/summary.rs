@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use crate::status::{AdminState, DaemonView, Snapshot};
+use crate::status::{AdminState, DaemonView, Snapshot, VrrpView};
 
 /// How many drop reasons the summary names.
 const TOP_DROPS: usize = 3;
@@ -25,7 +25,40 @@ pub fn status(snapshot: &Snapshot) -> String {
     let _ = writeln!(out, "services      {}", snapshot.services.len());
     let _ = writeln!(out, "real servers  {}", reals(snapshot));
     let _ = writeln!(out, "top drops     {}", drops(snapshot));
+    for v in &snapshot.vrrp {
+        let _ = writeln!(out, "{}", vrrp(v));
+    }
     out
+}
+
+/// "vrrp VI_1     MASTER, priority 150, VRID 51 on eth0 (v2), VIPs 10.0.0.100",
+/// then who the master is and what was dropped.
+fn vrrp(v: &VrrpView) -> String {
+    let prio = if v.priority == v.base_priority {
+        v.priority.to_string()
+    } else {
+        format!("{} (configured {})", v.priority, v.base_priority)
+    };
+    let vips: Vec<String> = v.vips.iter().map(ToString::to_string).collect();
+    let mut line = format!(
+        "vrrp {:<8} {}, priority {prio}, VRID {} on {} (v{}), VIPs {}",
+        v.name,
+        v.state,
+        v.vrid,
+        v.interface,
+        v.version,
+        vips.join(" ")
+    );
+    if let (Some(m), "BACKUP") = (v.master, v.state.as_str()) {
+        let _ = write!(line, ", master {m}");
+    }
+    let _ = write!(line, "; adverts {} sent, {} received", v.adverts_sent, v.adverts_received);
+    let dropped: u64 = v.rejects.values().sum();
+    if dropped > 0 {
+        let why: Vec<String> = v.rejects.iter().map(|(r, n)| format!("{r} {n}")).collect();
+        let _ = write!(line, ", {dropped} dropped ({})", why.join(", "));
+    }
+    line
 }
 
 fn dataplane(d: &DaemonView) -> String {
@@ -152,6 +185,40 @@ mod tests {
                 reason("drop_bad_real", "drop", 0),
                 reason("drop_encap_failed", "drop", 1),
             ],
+            vrrp: vec![
+                VrrpView {
+                    name: "VI_1".into(),
+                    interface: "eth0".into(),
+                    vrid: 51,
+                    version: 2,
+                    state: "BACKUP".into(),
+                    priority: 90,
+                    base_priority: 100,
+                    master: Some("10.0.0.2".parse().unwrap()),
+                    vips: vec!["10.0.0.100".parse().unwrap()],
+                    transitions: 1,
+                    adverts_sent: 0,
+                    adverts_received: 40,
+                    rejects: [("auth".to_string(), 3)].into(),
+                    send_errors: 0,
+                },
+                VrrpView {
+                    name: "VI_6".into(),
+                    interface: "eth0".into(),
+                    vrid: 61,
+                    version: 3,
+                    state: "MASTER".into(),
+                    priority: 150,
+                    base_priority: 150,
+                    master: Some("fe80::1".parse().unwrap()),
+                    vips: vec!["2001:db8::100".parse().unwrap()],
+                    transitions: 2,
+                    adverts_sent: 12,
+                    adverts_received: 0,
+                    rejects: Default::default(),
+                    send_errors: 0,
+                },
+            ],
         };
         let expected = "\
 director 0.1.0, pid 4242, up 2d 3h 4m
@@ -163,6 +230,8 @@ dataplane     xdp on eth0 (native), eth1 (skb)
 services      1
 real servers  5: 2 up, 1 down, 1 not health-checked, 1 disabled
 top drops     drop_no_real 120 pkts, drop_fragment 3 pkts, drop_truncated_l4 3 pkts
+vrrp VI_1     BACKUP, priority 90 (configured 100), VRID 51 on eth0 (v2), VIPs 10.0.0.100, master 10.0.0.2; adverts 0 sent, 40 received, 3 dropped (auth 3)
+vrrp VI_6     MASTER, priority 150, VRID 61 on eth0 (v3), VIPs 2001:db8::100; adverts 12 sent, 0 received
 ";
         assert_eq!(status(&snapshot), expected);
     }

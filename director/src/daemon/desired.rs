@@ -129,20 +129,6 @@ pub fn quorum_lost(config: &Config, state: &DesiredState) -> std::collections::B
         .collect()
 }
 
-/// The VIPs to hold while VRRP is not running: every instance's
-/// `virtual_ipaddress`, on its `dev` or the instance's interface.
-pub fn static_vips(config: &Config) -> Vec<(String, IpAddr, u8)> {
-    let mut out = Vec::new();
-    for inst in &config.instances {
-        for v in &inst.virtual_ipaddress {
-            if let Some(dev) = v.dev.clone().or_else(|| inst.interface.clone()) {
-                out.push((dev, v.addr, v.prefix));
-            }
-        }
-    }
-    out
-}
-
 pub fn service_addr(vs: &VirtualServer) -> Option<ServiceAddr> {
     let proto = match vs.protocol {
         Protocol::Tcp => Proto::Tcp,
@@ -259,14 +245,5 @@ virtual_server fwmark 7 {
         assert_eq!(quorum_lost(&config, &state).len(), 1, "quorum_down is due");
         let (healthy, _) = build(&config, &AdminOverrides::new(), &HealthMap::new(), &hop);
         assert!(quorum_lost(&config, &healthy).is_empty());
-    }
-
-    #[test]
-    fn static_vips_go_on_their_dev_or_the_instance_interface() {
-        let vips = static_vips(&config());
-        assert_eq!(
-            vips,
-            [("eth0".to_string(), "192.168.122.100".parse().unwrap(), 32), ("eth1".to_string(), "10.1.1.1".parse().unwrap(), 24)]
-        );
     }
 }

@@ -118,47 +118,6 @@ impl Resolver {
         Ok(out)
     }
 
-    /// Adds `addr/prefix` to `dev` unless it is there already.
-    pub async fn ensure_address(&self, dev: &str, addr: IpAddr, prefix: u8) -> Result<bool, NeighError> {
-        let index = self.index(dev).await?;
-        match self.handle.address().add(index, addr, prefix).execute().await {
-            Ok(()) => Ok(true),
-            Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => Ok(false),
-            Err(e) => Err(NeighError(format!("adding {addr}/{prefix} to {dev}: {e}"))),
-        }
-    }
-}
-
-impl Resolver {
-    /// Removes `addr/prefix` from `dev`; gone already is fine.
-    pub async fn remove_address(&self, dev: &str, addr: IpAddr, prefix: u8) -> Result<(), NeighError> {
-        let index = self.index(dev).await?;
-        let mut found = self
-            .handle
-            .address()
-            .get()
-            .set_link_index_filter(index)
-            .set_address_filter(addr)
-            .set_prefix_length_filter(prefix)
-            .execute();
-        while let Some(msg) = found.try_next().await.map_err(|e| NeighError(e.to_string()))? {
-            self.handle
-                .address()
-                .del(msg)
-                .execute()
-                .await
-                .map_err(|e| NeighError(format!("removing {addr}/{prefix} from {dev}: {e}")))?;
-        }
-        Ok(())
-    }
-
-    async fn index(&self, dev: &str) -> Result<u32, NeighError> {
-        let mut links = self.handle.link().get().match_name(dev.to_string()).execute();
-        match links.try_next().await {
-            Ok(Some(l)) => Ok(l.header.index),
-            _ => Err(NeighError(format!("no interface {dev}"))),
-        }
-    }
 }
 
 struct Route {

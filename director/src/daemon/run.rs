@@ -38,6 +38,7 @@ use crate::{
     metrics::Metrics,
     state::{DesiredState, NextHop},
     status::{AdminState, InterfaceView},
+    vrrp::{self, Vrrp},
 };
 
 /// How often next hops are re-resolved (and a changed neighbour applied).
@@ -61,8 +62,9 @@ pub struct Daemon {
     metrics: Arc<Metrics>,
     listener: Option<tokio::net::UnixListener>,
     metrics_listener: Option<tokio::net::TcpListener>,
-    /// The static VIPs this daemon holds.
-    vips: BTreeSet<(String, IpAddr, u8)>,
+    /// The VRRP instances; they hold the VIPs.
+    pub(super) vrrp: Vrrp,
+    vrrp_events: Option<mpsc::Receiver<vrrp::instance::Event>>,
     checks: Checks,
     transitions: Option<mpsc::Receiver<Transition>>,
     mailer: Option<Mailer>,
@@ -96,6 +98,7 @@ impl Daemon {
         }
         let resolver = Resolver::new()?;
         let (tx, transitions) = mpsc::channel(1024);
+        let (vrrp_tx, vrrp_events) = mpsc::channel(256);
         // Seeds the checks' warmup spread; it need not be unpredictable.
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -109,7 +112,8 @@ impl Daemon {
             health: HealthMap::new(),
             listener: Some(listener),
             metrics_listener: Some(metrics_listener),
-            vips: BTreeSet::new(),
+            vrrp: Vrrp::new(vrrp_tx).context("netlink connection for the VRRP VIPs")?,
+            vrrp_events: Some(vrrp_events),
             args,
             config,
             admin: AdminOverrides::new(),
@@ -126,7 +130,7 @@ impl Daemon {
             reported: BTreeSet::new(),
             metrics: Arc::new(Metrics::new()),
         };
-        daemon.hold_static_vips().await;
+        daemon.apply_vrrp().await;
         daemon.set_check_targets();
         daemon.refresh().await;
         Ok(daemon)
@@ -142,6 +146,7 @@ impl Daemon {
         super::notify::ready();
 
         let mut transitions = self.transitions.take().context("health checks already running")?;
+        let mut vrrp_events = self.vrrp_events.take().context("VRRP already running")?;
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
@@ -153,6 +158,7 @@ impl Daemon {
                     let _ = reply.send(response);
                 }
                 Some(t) = transitions.recv() => self.on_health(t),
+                Some(e) = vrrp_events.recv() => self.on_vrrp(e),
                 _ = hup.recv() => {
                     let _ = self.reload().await;
                 }
@@ -164,6 +170,9 @@ impl Daemon {
                 _ = int.recv() => break,
             }
         }
+        // keepalived's order: masters send priority 0 and drop their VIPs,
+        // so a backup takes over at once.
+        self.vrrp.shutdown().await;
         info!(
             "stopping; the data plane keeps forwarding from {} (`director --cleanup` detaches it)",
             self.args.bpffs_dir.display()
@@ -203,7 +212,7 @@ impl Daemon {
         self.reloads_ok += 1;
         self.last_reload_error = None;
         info!(generation = self.generation, "reloaded {}: {}", self.args.file.display(), summary(&self.config));
-        self.hold_static_vips().await;
+        self.apply_vrrp().await;
         self.set_check_targets();
         self.refresh().await;
         Ok(loaded.diagnostics.iter().map(ToString::to_string).collect())
@@ -308,12 +317,7 @@ impl Daemon {
                 }
                 if let Some(mailer) = self.mailer.clone().filter(|_| alert::wanted(&self.config, vs, rs)) {
                     let subject = mailer.realserver_subject(&t.key.rs.to_string(), &t.key.vs.to_string(), t.alive);
-                    let body = format!("=> {} <=\n", t.reason);
-                    tokio::spawn(async move {
-                        if let Err(e) = mailer.send(&subject, &body).await {
-                            warn!("smtp_alert: {e}");
-                        }
-                    });
+                    mailer.post(subject, format!("=> {} <=\n", t.reason));
                 }
             }
         }
@@ -380,24 +384,34 @@ impl Daemon {
         self.quorum_lost = Some(lost);
     }
 
-    /// Holds every configured VIP; a reload that drops one releases it.
-    /// Addresses stay across restarts (the data plane keeps forwarding).
-    async fn hold_static_vips(&mut self) {
-        let wanted: BTreeSet<(String, IpAddr, u8)> = desired::static_vips(&self.config).into_iter().collect();
-        for (dev, addr, prefix) in &wanted {
-            match self.resolver.ensure_address(dev, *addr, *prefix).await {
-                Ok(true) => info!("holding VIP {addr}/{prefix} on {dev} (static until VRRP runs)"),
-                Ok(false) => {}
-                Err(e) => warn!("VIP {addr}/{prefix}: {e}"),
-            }
+    /// Starts, restarts and stops VRRP instances to match the configuration.
+    async fn apply_vrrp(&mut self) {
+        for e in self.vrrp.apply(&self.config).await {
+            error!("{e}");
         }
-        for (dev, addr, prefix) in self.vips.difference(&wanted) {
-            match self.resolver.remove_address(dev, *addr, *prefix).await {
-                Ok(()) => info!("released VIP {addr}/{prefix} on {dev}: no longer configured"),
-                Err(e) => warn!("VIP {addr}/{prefix}: {e}"),
-            }
+    }
+
+    /// A VRRP instance changed state: its sync group follows, and the
+    /// instance's and group's alerts go out.
+    fn on_vrrp(&mut self, e: vrrp::instance::Event) {
+        let group = self.vrrp.on_event(&e);
+        if e.from != e.to && e.to != vrrp::State::Initialize {
+            let own = self.config.instances.iter().find(|i| i.name == e.instance).and_then(|i| i.smtp_alert);
+            self.alert(false, &e.instance, e.to, own);
         }
-        self.vips = wanted;
+        if let Some(g) = group {
+            info!("VRRP_Group({}) Entering {} STATE", g.group, vrrp::instance::state_name(g.state));
+            let own = self.config.sync_groups.iter().find(|s| s.name == g.group).and_then(|s| s.smtp_alert);
+            self.alert(true, &g.group, g.state, own);
+        }
+        self.update_metrics();
+    }
+
+    fn alert(&self, group: bool, name: &str, state: vrrp::State, own: Option<bool>) {
+        if let Some(mailer) = self.mailer.clone().filter(|_| alert::vrrp_wanted(&self.config, own)) {
+            let (subject, body) = mailer.vrrp_alert(group, name, vrrp::instance::state_name(state));
+            mailer.post(subject, body);
+        }
     }
 
     fn update_metrics(&self) {

@@ -96,6 +96,7 @@ pub fn build(d: &Daemon, with_conns: bool) -> Snapshot {
         },
         services,
         reasons,
+        vrrp: d.vrrp.status(),
     }
 }
 

@@ -95,6 +95,12 @@ pub enum Input {
     PriorityChanged(u8),
     /// Fault(true): tracking failed / interface down. Fault(false): cleared.
     Fault(bool),
+    /// A `vrrp_sync_group` sibling became master: a backup follows at once
+    /// (keepalived's sync-group semantics), without waiting for its timer.
+    SyncMaster,
+    /// A sync-group sibling went from master to backup: a master follows,
+    /// sending no priority-0 advert (the peer group is taking over).
+    SyncBackup,
 }
 
 /// What the caller must do, in order.
@@ -307,6 +313,18 @@ impl Fsm {
                 self.fault = false;
                 if self.state == State::Fault {
                     self.run(now, false, &mut out);
+                }
+            }
+            Input::SyncMaster => {
+                if self.state == State::Backup {
+                    self.become_master(now, &mut out);
+                }
+            }
+            Input::SyncBackup => {
+                if self.state == State::Master && !self.is_owner() {
+                    self.state = State::Backup;
+                    self.deadline = Some(now + self.master_down_interval());
+                    out.push(Action::BecomeBackup);
                 }
             }
         }

@@ -1,0 +1,418 @@
+//! One running VRRP instance: the state machine ([`super::fsm`]) on the real
+//! clock, its socket, its VIPs. Each instance is a tokio task; the daemon
+//! talks to it through [`InstanceHandle`] and hears of its transitions as
+//! [`Event`]s. The VRRP timers are the state machine's `next_deadline`,
+//! slept on in [`Driver::run`].
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{info, warn};
+
+use super::{
+    fsm::{Action, Fsm, FsmConfig, Input, State},
+    packet::{self, InstanceParams, Reject, RxMeta, Version},
+    socket::{Interface, SocketError, VrrpSocket},
+    sync::SyncCmd,
+};
+use crate::{
+    config::{GlobalDefs, VrrpInstance},
+    status::VrrpView as Status,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstanceError {
+    #[error("vrrp_instance {0}: no `interface`")]
+    NoInterface(String),
+    #[error("vrrp_instance {0}: no virtual_ipaddress")]
+    NoVips(String),
+    #[error("vrrp_instance {name}: {source}")]
+    Params {
+        name: String,
+        source: packet::ParamsError,
+    },
+    #[error("vrrp_instance {name}: IPv6 VIPs need `version 3`")]
+    V6NeedsV3 { name: String },
+    #[error("vrrp_instance {name}: {source}")]
+    Socket { name: String, source: SocketError },
+}
+
+/// Everything an instance runs from, resolved against the host.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    pub config: VrrpInstance,
+    pub params: InstanceParams,
+    pub fsm: FsmConfig,
+    pub iface: Interface,
+    /// Where adverts go: the multicast group, or the unicast peers.
+    pub dsts: Vec<IpAddr>,
+    pub multicast: bool,
+    pub v6: bool,
+}
+
+impl Spec {
+    pub fn resolve(inst: &VrrpInstance, global: &GlobalDefs) -> Result<Spec, InstanceError> {
+        let name = inst.name.clone();
+        let ifname = inst.interface.clone().ok_or_else(|| InstanceError::NoInterface(name.clone()))?;
+        let first = inst.virtual_ipaddress.first().ok_or_else(|| InstanceError::NoVips(name.clone()))?;
+        let v6 = first.addr.is_ipv6();
+        let params = InstanceParams::from_config(inst, global)
+            .map_err(|source| InstanceError::Params { name: name.clone(), source })?;
+        if v6 && params.version != Version::V3 {
+            return Err(InstanceError::V6NeedsV3 { name });
+        }
+        let vips: Vec<IpAddr> = inst.virtual_ipaddress.iter().map(|v| v.addr).collect();
+        let iface = Interface::lookup(&ifname, &vips).map_err(|source| InstanceError::Socket { name: name.clone(), source })?;
+        let src = match inst.unicast_src_ip.or(inst.mcast_src_ip) {
+            Some(ip) => ip,
+            None => iface.source(v6).map_err(|source| InstanceError::Socket { name: name.clone(), source })?,
+        };
+        let multicast = inst.unicast_peer.is_empty();
+        let dsts = if multicast {
+            vec![inst.mcast_dst_ip.unwrap_or(if v6 {
+                IpAddr::V6(global.vrrp_mcast_group6)
+            } else {
+                IpAddr::V4(global.vrrp_mcast_group4)
+            })]
+        } else {
+            inst.unicast_peer.iter().map(|p| p.addr).collect()
+        };
+        Ok(Spec { fsm: FsmConfig::from_config(inst, src), params, iface, dsts, multicast, v6, config: inst.clone() })
+    }
+}
+
+/// What an instance tells the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub instance: String,
+    pub from: State,
+    pub to: State,
+    pub priority: u8,
+    /// In FAULT because of this instance's own tracking (not a sync group's).
+    pub own_fault: bool,
+}
+
+/// What the daemon tells an instance.
+#[derive(Debug)]
+pub enum Command {
+    /// New effective priority from tracking; `None` = FAULT.
+    Track(Option<u8>),
+    /// From the `vrrp_sync_group`.
+    Sync(SyncCmd),
+    /// Stop (priority 0 if master, VIPs removed); answered when done.
+    Shutdown(oneshot::Sender<()>),
+}
+
+pub fn state_name(s: State) -> &'static str {
+    match s {
+        State::Initialize => "INIT",
+        State::Backup => "BACKUP",
+        State::Master => "MASTER",
+        State::Fault => "FAULT",
+    }
+}
+
+pub struct InstanceHandle {
+    pub spec: Spec,
+    pub status: Arc<Mutex<Status>>,
+    tx: mpsc::Sender<Command>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl InstanceHandle {
+    pub fn send(&self, cmd: Command) {
+        if let Err(e) = self.tx.try_send(cmd) {
+            warn!("VRRP_Instance({}) is not keeping up, dropped {:?}", self.spec.config.name, e.into_inner());
+        }
+    }
+
+    /// Stops the instance and waits until its VIPs are gone.
+    pub async fn shutdown(self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(Command::Shutdown(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+        let _ = self.task.await;
+    }
+}
+
+/// Opens the socket and starts the instance's task.
+pub fn spawn(spec: Spec, vips: super::Vips, events: mpsc::Sender<Event>) -> Result<InstanceHandle, InstanceError> {
+    let sock = VrrpSocket::open(&spec.iface, spec.v6, spec.multicast.then(|| spec.dsts[0]))
+        .map_err(|source| InstanceError::Socket { name: spec.config.name.clone(), source })?;
+    if let (false, Some(ttl)) = (spec.multicast, spec.config.unicast_ttl) {
+        sock.set_unicast_ttl(ttl).map_err(|source| InstanceError::Socket { name: spec.config.name.clone(), source })?;
+    }
+    let status = Arc::new(Mutex::new(Status {
+        name: spec.config.name.clone(),
+        interface: spec.iface.name.clone(),
+        vrid: spec.params.vrid,
+        version: spec.params.version.as_u8(),
+        state: state_name(State::Initialize).into(),
+        priority: spec.fsm.priority,
+        base_priority: spec.fsm.priority,
+        vips: spec.params.vips.clone(),
+        ..Status::default()
+    }));
+    let (tx, rx) = mpsc::channel(16);
+    let driver = Driver {
+        fsm: Fsm::new(spec.fsm.clone()),
+        spec: spec.clone(),
+        start: Instant::now(),
+        status: status.clone(),
+        events,
+        vips,
+        state: State::Initialize,
+        track_fault: false,
+        sync_fault: false,
+        holding: false,
+        reject_log: BTreeMap::new(),
+    };
+    let task = tokio::spawn(driver.run(sock, rx));
+    Ok(InstanceHandle { spec, status, tx, task })
+}
+
+/// How often one reason for dropping adverts may be logged.
+const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
+
+struct Driver {
+    fsm: Fsm,
+    spec: Spec,
+    /// The state machine's clock is time since this instant.
+    start: Instant,
+    status: Arc<Mutex<Status>>,
+    events: mpsc::Sender<Event>,
+    vips: super::Vips,
+    /// The state last reported (the state machine's, once performed).
+    state: State,
+    /// FAULT from our own tracking, and from a sync-group sibling.
+    track_fault: bool,
+    sync_fault: bool,
+    holding: bool,
+    /// Last log time and drops since, per reject reason.
+    reject_log: BTreeMap<&'static str, (Instant, u64)>,
+}
+
+impl Driver {
+    fn now(&self) -> Duration {
+        self.start.elapsed()
+    }
+
+    async fn run(mut self, sock: VrrpSocket, mut rx: mpsc::Receiver<Command>) {
+        let name = self.spec.config.name.clone();
+        info!(
+            "VRRP_Instance({name}) starting on {} (VRID {}, v{}, priority {}, {})",
+            self.spec.iface.name,
+            self.spec.params.vrid,
+            self.spec.params.version.as_u8(),
+            self.spec.fsm.priority,
+            if self.spec.multicast { "multicast".to_string() } else { format!("unicast to {:?}", self.spec.dsts) }
+        );
+        let initial_state = self.spec.config.state;
+        let actions = self.fsm.handle(self.now(), Input::Startup { initial_state });
+        self.perform(&sock, actions).await;
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let deadline = self.fsm.next_deadline().map(|d| tokio::time::Instant::from_std(self.start + d));
+            let timer = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                got = sock.recv(&mut buf) => match got {
+                    Ok(rx) => {
+                        let (payload, meta) = (rx.payload.to_vec(), rx.meta);
+                        self.on_packet(&sock, &payload, meta).await;
+                    }
+                    Err(e) => {
+                        warn!("VRRP_Instance({name}) receive failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                () = timer => self.input(&sock, Input::Timer).await,
+                cmd = rx.recv() => match cmd {
+                    Some(Command::Track(p)) => self.on_track(&sock, p).await,
+                    Some(Command::Sync(SyncCmd::Master)) => self.input(&sock, Input::SyncMaster).await,
+                    Some(Command::Sync(SyncCmd::Backup)) => self.input(&sock, Input::SyncBackup).await,
+                    Some(Command::Sync(SyncCmd::Fault(on))) => {
+                        self.sync_fault = on;
+                        self.input(&sock, Input::Fault(self.track_fault || self.sync_fault)).await;
+                    }
+                    Some(Command::Shutdown(done)) => {
+                        self.input(&sock, Input::Shutdown).await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => return,
+                },
+            }
+        }
+    }
+
+    async fn input(&mut self, sock: &VrrpSocket, input: Input) {
+        let actions = self.fsm.handle(self.now(), input);
+        self.perform(sock, actions).await;
+    }
+
+    async fn on_track(&mut self, sock: &VrrpSocket, priority: Option<u8>) {
+        let now = self.now();
+        let was = std::mem::replace(&mut self.track_fault, priority.is_none());
+        if was != self.track_fault {
+            // The sync group needs to know even when the state stays (already
+            // in FAULT through a sibling).
+            self.report(self.state);
+        }
+        let mut actions = self.fsm.handle(now, Input::Fault(self.track_fault || self.sync_fault));
+        if let Some(p) = priority {
+            actions.extend(self.fsm.handle(now, Input::PriorityChanged(p)));
+        }
+        self.status.lock().unwrap().priority = self.fsm.priority();
+        self.perform(sock, actions).await;
+    }
+
+    async fn on_packet(&mut self, sock: &VrrpSocket, payload: &[u8], meta: RxMeta) {
+        // The socket sees every VRRP packet on the link: other VRIDs belong
+        // to other instances or routers, not to our error counters.
+        if payload.get(1) != Some(&self.spec.params.vrid) || meta.src == self.spec.fsm.primary_ip {
+            return;
+        }
+        match packet::receive(payload, &meta, &self.spec.params) {
+            Ok(advert) => {
+                {
+                    let mut st = self.status.lock().unwrap();
+                    st.adverts_received += 1;
+                    if advert.priority != 0 && self.fsm.state() != State::Master {
+                        st.master = Some(meta.src);
+                    }
+                }
+                let input = Input::AdvertReceived {
+                    priority: advert.priority,
+                    src_ip: meta.src,
+                    max_advert_int: advert.interval(),
+                };
+                let actions = self.fsm.handle(self.now(), input);
+                self.perform(sock, actions).await;
+            }
+            Err(reject) => self.on_reject(&reject, meta.src),
+        }
+    }
+
+    fn on_reject(&mut self, reject: &Reject, src: IpAddr) {
+        let reason = reject.counter();
+        *self.status.lock().unwrap().rejects.entry(reason.to_string()).or_default() += 1;
+        let now = Instant::now();
+        let entry = self.reject_log.entry(reason).or_insert((now - REJECT_LOG_EVERY, 0));
+        entry.1 += 1;
+        if now.duration_since(entry.0) >= REJECT_LOG_EVERY {
+            let name = &self.spec.config.name;
+            let more = entry.1 - 1;
+            let more = if more > 0 { format!(" ({more} more since the last report)") } else { String::new() };
+            warn!("VRRP_Instance({name}) dropped an advert from {src}: {reject}{more}");
+            *entry = (now, 0);
+        }
+    }
+
+    async fn perform(&mut self, sock: &VrrpSocket, actions: Vec<Action>) {
+        for action in actions {
+            match action {
+                Action::SendAdvert { priority } => self.send(sock, priority),
+                Action::SendPriorityZero => self.send(sock, 0),
+                Action::BecomeMaster => {
+                    self.hold(true).await;
+                    self.transition(State::Master);
+                }
+                Action::BecomeBackup => {
+                    self.hold(false).await;
+                    self.transition(State::Backup);
+                }
+                Action::EnterFault => {
+                    self.hold(false).await;
+                    self.transition(State::Fault);
+                }
+                Action::Stop => {
+                    self.hold(false).await;
+                    self.transition(State::Initialize);
+                }
+            }
+        }
+    }
+
+    fn send(&mut self, sock: &VrrpSocket, priority: u8) {
+        let advert = self.spec.params.advert(priority, self.fsm.advert_interval());
+        let src = self.spec.fsm.primary_ip;
+        let mut sent = 0;
+        let mut failed = 0;
+        for &dst in &self.spec.dsts {
+            let res = advert
+                .encode(src, dst)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e.to_string()))
+                .and_then(|bytes| sock.send(&bytes, src, dst));
+            match res {
+                Ok(()) => sent += 1,
+                Err(e) => {
+                    failed += 1;
+                    warn!("VRRP_Instance({}) advert to {dst} failed: {e}", self.spec.config.name);
+                }
+            }
+        }
+        let mut st = self.status.lock().unwrap();
+        st.adverts_sent += sent;
+        st.send_errors += failed;
+    }
+
+    async fn hold(&mut self, on: bool) {
+        if self.holding == on {
+            return;
+        }
+        let name = &self.spec.config.name;
+        let res = if on { self.vips.add(&self.spec).await } else { self.vips.remove(&self.spec).await };
+        if let Err(e) = res {
+            warn!("VRRP_Instance({name}) {}", e);
+        }
+        self.holding = on;
+    }
+
+    fn transition(&mut self, to: State) {
+        let priority = self.fsm.priority();
+        let from = std::mem::replace(&mut self.state, to);
+        {
+            let mut st = self.status.lock().unwrap();
+            st.state = state_name(to).into();
+            st.priority = priority;
+            st.transitions += 1;
+            if to == State::Master {
+                st.master = Some(self.spec.fsm.primary_ip);
+            } else if to != State::Backup {
+                st.master = None;
+            }
+        }
+        let name = &self.spec.config.name;
+        let word = if to == State::Initialize { "STOP" } else { state_name(to) };
+        info!("VRRP_Instance({name}) Entering {word} STATE (priority {priority})");
+        self.report_from(from, to);
+    }
+
+    fn report(&self, state: State) {
+        self.report_from(state, state);
+    }
+
+    fn report_from(&self, from: State, to: State) {
+        let event = Event {
+            instance: self.spec.config.name.clone(),
+            from,
+            to,
+            priority: self.fsm.priority(),
+            own_fault: self.track_fault,
+        };
+        if self.events.try_send(event).is_err() {
+            warn!("VRRP_Instance({}): the daemon is not keeping up with VRRP events", self.spec.config.name);
+        }
+    }
+}

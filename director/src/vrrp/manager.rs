@@ -1,0 +1,154 @@
+//! The daemon's view of VRRP: starts, restarts and stops the configured
+//! instances (see [`super::instance`]) as the configuration changes.
+
+use std::collections::BTreeMap;
+
+use futures::TryStreamExt;
+use tokio::sync::mpsc;
+use tracing::info;
+
+use super::{
+    instance::{self, Command, Event, InstanceError, InstanceHandle, Spec},
+    sync::{GroupChange, SyncGroups},
+};
+use crate::status::VrrpView;
+use crate::config::Config;
+
+pub struct Vrrp {
+    instances: BTreeMap<String, InstanceHandle>,
+    events: mpsc::Sender<Event>,
+    vips: Vips,
+    sync: SyncGroups,
+}
+
+impl Vrrp {
+    /// Opens the netlink connection the instances add and remove VIPs with.
+    pub fn new(events: mpsc::Sender<Event>) -> std::io::Result<Vrrp> {
+        let (conn, handle, _) = rtnetlink::new_connection()?;
+        tokio::spawn(conn);
+        Ok(Vrrp {
+            instances: BTreeMap::new(),
+            events,
+            vips: Vips { handle },
+            sync: SyncGroups::default(),
+        })
+    }
+
+    /// Makes the running instances those of `config`: an unchanged instance
+    /// keeps running (its state and VIPs untouched), a changed one restarts,
+    /// a removed one stops. Instances that cannot start are reported and
+    /// the others still run.
+    pub async fn apply(&mut self, config: &Config) -> Vec<InstanceError> {
+        self.sync.configure(&config.sync_groups);
+        let mut errors = Vec::new();
+        let mut wanted = BTreeMap::new();
+        for inst in &config.instances {
+            match Spec::resolve(inst, &config.global) {
+                Ok(spec) => {
+                    wanted.insert(inst.name.clone(), spec);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        let stale: Vec<String> = self
+            .instances
+            .iter()
+            .filter(|(name, h)| wanted.get(*name).is_none_or(|s| s.config != h.spec.config || s.iface != h.spec.iface))
+            .map(|(name, _)| name.clone())
+            .collect();
+        for name in stale {
+            if let Some(h) = self.instances.remove(&name) {
+                info!("VRRP_Instance({name}) stopping: removed or changed by the configuration");
+                h.shutdown().await;
+                self.sync.forget(&name);
+            }
+        }
+        for (name, spec) in wanted {
+            if self.instances.contains_key(&name) {
+                continue;
+            }
+            match instance::spawn(spec, self.vips.clone(), self.events.clone()) {
+                Ok(h) => {
+                    self.instances.insert(name, h);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        errors
+    }
+
+    /// Notes an instance's transition and makes its sync-group siblings
+    /// follow (see [`SyncGroups`]). Returns the group's change of state.
+    pub fn on_event(&mut self, e: &Event) -> Option<GroupChange> {
+        let (cmds, change) = self.sync.on_event(e);
+        for (member, cmd) in cmds {
+            if let Some(h) = self.instances.get(&member) {
+                h.send(Command::Sync(cmd));
+            }
+        }
+        change
+    }
+
+    /// Stops every instance: a master sends priority 0 and drops its VIPs.
+    pub async fn shutdown(&mut self) {
+        for (_, h) in std::mem::take(&mut self.instances) {
+            h.shutdown().await;
+        }
+    }
+
+    pub fn status(&self) -> Vec<VrrpView> {
+        self.instances.values().map(|h| h.status.lock().unwrap().clone()).collect()
+    }
+}
+
+/// Adds and removes an instance's VIPs.
+#[derive(Clone)]
+pub struct Vips {
+    handle: rtnetlink::Handle,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {addr}/{prefix} on {dev}: {reason}")]
+pub struct VipError {
+    op: &'static str,
+    addr: std::net::IpAddr,
+    prefix: u8,
+    dev: String,
+    reason: String,
+}
+
+impl Vips {
+    pub async fn add(&self, spec: &Spec) -> Result<(), VipError> {
+        for v in &spec.config.virtual_ipaddress {
+            let dev = v.dev.clone().unwrap_or_else(|| spec.iface.name.clone());
+            let err = |reason: String| VipError { op: "adding", addr: v.addr, prefix: v.prefix, dev: dev.clone(), reason };
+            let index = nix::net::if_::if_nametoindex(dev.as_str()).map_err(|e| err(e.to_string()))?;
+            match self.handle.address().add(index, v.addr, v.prefix).execute().await {
+                Ok(()) => {}
+                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
+                Err(e) => return Err(err(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn remove(&self, spec: &Spec) -> Result<(), VipError> {
+        for v in &spec.config.virtual_ipaddress {
+            let dev = v.dev.clone().unwrap_or_else(|| spec.iface.name.clone());
+            let err = |reason: String| VipError { op: "removing", addr: v.addr, prefix: v.prefix, dev: dev.clone(), reason };
+            let index = nix::net::if_::if_nametoindex(dev.as_str()).map_err(|e| err(e.to_string()))?;
+            let mut found = self
+                .handle
+                .address()
+                .get()
+                .set_link_index_filter(index)
+                .set_address_filter(v.addr)
+                .set_prefix_length_filter(v.prefix)
+                .execute();
+            while let Some(msg) = found.try_next().await.map_err(|e| err(e.to_string()))? {
+                self.handle.address().del(msg).execute().await.map_err(|e| err(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+}
