@@ -982,8 +982,15 @@ fn failover_in(lan: &Lan, kind: Kind) -> Result<Failover> {
             break n;
         }
         if Instant::now() >= deadline {
+            let (addr, arp) = lan.observe()?;
             break new.with_context(|| {
-                format!("no new connection through the VIP within {FAILOVER_DEADLINE:?} of killing {}", first.name)
+                format!(
+                    "no new connection through the VIP within {FAILOVER_DEADLINE:?} of killing {}; now ip addr \
+                     shows the VIP on {addr:?}, the client's ARP entry points to {arp:?}, {} new connections \
+                     answered before the kill",
+                    first.name,
+                    traffic.news.lock().unwrap().len()
+                )
             })?;
         }
         std::thread::sleep(Duration::from_millis(10));

@@ -227,14 +227,14 @@ fn auth_mismatch(tag: &str, a: Kind, b: Kind) -> Result<()> {
                     let deadline = Instant::now() + Duration::from_secs(10);
                     loop {
                         let text = n.metrics()?;
-                        let dropped = metric_sum(&text, "director_vrrp", "auth");
+                        let dropped = metric_sum(&text, "director_vrrp_advert_errors_total", "auth");
                         if dropped >= 1.0 {
                             println!("{tag}: {} counts {dropped} adverts dropped for auth", n.name);
                             break;
                         }
                         ensure!(
                             Instant::now() < deadline,
-                            "{}: no director_vrrp* sample labelled \"auth\" above 0 within 10 s:\n{text}",
+                            "{}: no director_vrrp_advert_errors_total sample labelled \"auth\" above 0 within 10 s:\n{text}",
                             n.name
                         );
                         std::thread::sleep(Duration::from_millis(200));
