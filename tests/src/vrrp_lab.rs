@@ -393,6 +393,14 @@ impl Node {
         run_bounded(Command::new(workspace_bin("directorctl")?).arg("--socket").arg(self.socket()).args(args), TOOL_TIMEOUT)
     }
 
+    /// The state word of `vrrp VI_1 …` in `directorctl status`.
+    pub fn vrrp_state(&self) -> Result<String> {
+        let out = self.ctl(&["status"])?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        ensure!(out.status.success(), "{}: directorctl status: {text}{}", self.name, String::from_utf8_lossy(&out.stderr));
+        vrrp_state_of(&text).with_context(|| format!("{}: no `vrrp VI_1` line in directorctl status:\n{text}", self.name))
+    }
+
     /// The director's Prometheus exposition, fetched inside its namespace.
     pub fn metrics(&self) -> Result<String> {
         let url = format!("http://127.0.0.1:{METRICS_PORT}/metrics");
@@ -578,56 +586,43 @@ impl Lan {
         }))
     }
 
-    fn observe(&self) -> Result<(Vec<&str>, Option<String>)> {
-        Ok((self.addr_holders()?, self.arp_owner()?))
-    }
-
-    /// Polls until exactly `name` holds the VIP by `ip addr` and the client
-    /// resolves the VIP to its MAC; returns how long that took.
-    pub fn wait_holder(&self, name: &str, timeout: Duration) -> Result<Duration> {
-        let start = Instant::now();
-        loop {
-            let (addr, arp) = self.observe()?;
-            if addr == [name] && arp.as_deref() == Some(name) {
-                return Ok(start.elapsed());
-            }
-            ensure!(
-                start.elapsed() < timeout,
-                "{name} did not take the VIP within {timeout:?}: ip addr shows it on {addr:?}, the client's ARP \
-                 entry points to {arp:?}"
-            );
-            std::thread::sleep(POLL);
+    /// What the LAN shows now.
+    pub fn observe(&self) -> Result<View<'_>> {
+        let mut ctl = Vec::new();
+        for n in self.nodes.iter().filter(|n| n.kind == Kind::Director && n.is_running()) {
+            ctl.push((n.name.as_str(), n.vrrp_state()?));
         }
+        Ok(View { addr: self.addr_holders()?, arp: self.arp_owner()?, ctl })
     }
 
-    /// Polls until every node of `names` (and no other) holds the VIP by
-    /// `ip addr`, and the client resolves it to one of them.
+    /// Polls until exactly `name` holds the VIP (see `View::shows`);
+    /// returns how long that took.
+    pub fn wait_holder(&self, name: &str, timeout: Duration) -> Result<Duration> {
+        self.wait_holders(&[name], timeout)
+    }
+
+    /// Polls until `names`, and no other node, hold the VIP (see
+    /// `View::shows`); returns how long that took.
     pub fn wait_holders(&self, names: &[&str], timeout: Duration) -> Result<Duration> {
         let start = Instant::now();
         loop {
-            let (addr, arp) = self.observe()?;
-            if addr == names && arp.as_deref().is_some_and(|a| names.contains(&a)) {
+            let view = self.observe()?;
+            if view.shows(names) {
                 return Ok(start.elapsed());
             }
-            ensure!(
-                start.elapsed() < timeout,
-                "{names:?} did not all hold the VIP within {timeout:?}: ip addr shows it on {addr:?}, the \
-                 client's ARP entry points to {arp:?}"
-            );
+            ensure!(start.elapsed() < timeout, "{names:?} did not take the VIP within {timeout:?}: {view}");
             std::thread::sleep(POLL);
         }
     }
 
-    /// Checks, for the whole `window`, that `name` alone holds the VIP and
-    /// the client resolves it to `name`.
+    /// Checks, for the whole `window`, that `name` alone holds the VIP.
     pub fn hold_steady(&self, name: &str, window: Duration) -> Result<()> {
         let start = Instant::now();
         while start.elapsed() < window {
-            let (addr, arp) = self.observe()?;
+            let view = self.observe()?;
             ensure!(
-                addr == [name] && arp.as_deref() == Some(name),
-                "{:.2?} into a {window:?} window where {name} should keep the VIP: ip addr shows it on {addr:?}, \
-                 the client's ARP entry points to {arp:?}",
+                view.shows(&[name]),
+                "{:.2?} into a {window:?} window where {name} should keep the VIP: {view}",
                 start.elapsed()
             );
             std::thread::sleep(POLL);
@@ -661,6 +656,37 @@ impl Lan {
     }
 }
 
+/// Who holds the VIP, three ways.
+pub struct View<'a> {
+    /// Nodes on the LAN whose eth0 carries the VIP (`ip addr`).
+    pub addr: Vec<&'a str>,
+    /// Whose MAC the client's ARP entry for the VIP holds.
+    pub arp: Option<String>,
+    /// Running directors and their instance's state in `directorctl status`.
+    pub ctl: Vec<(&'a str, String)>,
+}
+
+impl View<'_> {
+    /// `holders` (and no other node) carry the VIP, the client resolves it
+    /// to one of them, and every running director says MASTER if it is
+    /// one of them, BACKUP if not.
+    pub fn shows(&self, holders: &[&str]) -> bool {
+        self.addr == holders
+            && self.arp.as_deref().is_some_and(|a| holders.contains(&a))
+            && self.ctl.iter().all(|(n, st)| st == if holders.contains(n) { "MASTER" } else { "BACKUP" })
+    }
+}
+
+impl std::fmt::Display for View<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ip addr shows the VIP on {:?}, the client's ARP entry points to {:?}", self.addr, self.arp)?;
+        if !self.ctl.is_empty() {
+            write!(f, ", directorctl status says {:?}", self.ctl)?;
+        }
+        Ok(())
+    }
+}
+
 /// The MAC of a usable `ip neigh show` entry (not FAILED / INCOMPLETE).
 fn parse_neigh(out: &str) -> Option<String> {
     let line = out.lines().next()?;
@@ -670,6 +696,12 @@ fn parse_neigh(out: &str) -> Option<String> {
     let mut words = line.split_whitespace();
     words.by_ref().find(|w| *w == "lladdr")?;
     words.next().map(str::to_lowercase)
+}
+
+/// "vrrp VI_1     MASTER, priority 150, …" → "MASTER".
+fn vrrp_state_of(status: &str) -> Option<String> {
+    let rest = status.lines().find_map(|l| l.strip_prefix("vrrp VI_1 "))?;
+    Some(rest.split_whitespace().next()?.trim_end_matches(',').to_string())
 }
 
 /// The sum of every sample whose name starts with `prefix` and whose
@@ -911,8 +943,8 @@ pub struct Failover {
     /// Long-lived connections that broke, or did not exchange again before
     /// the deadline.
     pub conns_lost: usize,
-    /// The longest a long-lived connection waited for an echo (the
-    /// outage as TCP retransmission saw it); None without any.
+    /// The longest a long-lived connection waited for an echo it got (the
+    /// outage as TCP retransmission rode it out); None without any.
     pub stall_ms: Option<u64>,
     /// The backup's Master_Down_Interval.
     pub master_down: Duration,
@@ -982,12 +1014,11 @@ fn failover_in(lan: &Lan, kind: Kind) -> Result<Failover> {
             break n;
         }
         if Instant::now() >= deadline {
-            let (addr, arp) = lan.observe()?;
+            let view = lan.observe()?;
             break new.with_context(|| {
                 format!(
-                    "no new connection through the VIP within {FAILOVER_DEADLINE:?} of killing {}; now ip addr \
-                     shows the VIP on {addr:?}, the client's ARP entry points to {arp:?}, {} new connections \
-                     answered before the kill",
+                    "no new connection through the VIP within {FAILOVER_DEADLINE:?} of killing {}; now {view}; \
+                     {} new connections answered before the kill",
                     first.name,
                     traffic.news.lock().unwrap().len()
                 )
@@ -1051,7 +1082,7 @@ mod tests {
     fn master_down_interval() {
         // 3 s + (256 - 100) / 256 s.
         assert_eq!(Instance::new(Version::V2, Cast::Multicast, false, 100).master_down(), Duration::from_micros(3_609_375));
-        assert_eq!(Instance::new(Version::V2, Cast::Multicast, false, 255).master_down(), Duration::from_micros(3_003_906));
+        assert_eq!(Instance::new(Version::V2, Cast::Multicast, false, 255).master_down(), Duration::from_nanos(3_003_906_250));
     }
 
     #[test]
@@ -1061,6 +1092,13 @@ mod tests {
         assert_eq!(parse_neigh("10.90.0.100 INCOMPLETE\n"), None);
         assert_eq!(parse_neigh("10.90.0.100 lladdr 02:aa:bb:cc:dd:ee FAILED\n"), None);
         assert_eq!(parse_neigh(""), None);
+    }
+
+    #[test]
+    fn vrrp_state_in_status() {
+        let status = "config  /x (generation 1)\nvrrp VI_1     BACKUP, priority 90 (configured 100), VRID 51 on eth0 (v2)\n";
+        assert_eq!(vrrp_state_of(status).as_deref(), Some("BACKUP"));
+        assert_eq!(vrrp_state_of("vrrp VI_10    MASTER, priority 1\n"), None);
     }
 
     #[test]

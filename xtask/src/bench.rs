@@ -7,5 +7,7 @@ use crate::{build::cargo, cmd::invoke, setup};
 
 pub fn run() -> Result<()> {
     setup::run()?;
+    // vrrp_failover runs the daemon itself, found next to the bench binary.
+    invoke(cargo().args(["build", "--release", "--package", "director", "--bins"]))?;
     invoke(cargo().args(["run", "--release", "--package", "director-tests", "--bin", "bench"]))
 }

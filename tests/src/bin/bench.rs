@@ -12,8 +12,14 @@
 //! loopback listeners in a child process (this binary run as
 //! `bench --listen N`), on a current-thread runtime like the daemon's.
 //!
+//! `vrrp_failover`: two directors in DR mode, the master killed under live
+//! traffic, and two keepalived nodes the same way for comparison (see
+//! `director_tests::vrrp_lab::failover_under_traffic`); needs the director
+//! binary built next to this one and root.
+//!
 //! `BENCH_ONLY=checks_10k` (a comma-separated list of config_parse,
-//! maglev_build, checks_10k, xdp) runs only those; by default all run.
+//! maglev_build, checks_10k, vrrp_failover, xdp) runs only those; by default
+//! all run.
 
 use std::{
     fmt::Write as _,
@@ -39,7 +45,10 @@ use director::{
     state::{DesiredState, Method, NextHop, Proto, RealSpec, ServiceAddr, ServiceSpec},
 };
 use director_common::lb::{CONN_NAT_REPLY, Conn, FlowKey};
-use director_tests::frames::{self, Seg};
+use director_tests::{
+    frames::{self, Seg},
+    vrrp_lab::{Kind, failover_under_traffic},
+};
 
 /// Packets per round.
 const CALLS: u32 = 20_000;
@@ -66,9 +75,20 @@ fn main() -> Result<()> {
     if run("checks_10k") {
         checks_10k()?;
     }
+    if run("vrrp_failover") {
+        vrrp_failover()?;
+    }
     if run("xdp") {
         xdp()?;
     }
+    Ok(())
+}
+
+fn vrrp_failover() -> Result<()> {
+    let k = failover_under_traffic("bench-fo-k", Kind::Keepalived)?;
+    println!("bench vrrp_failover_keepalived failover_ms={}", k.failover_ms);
+    let d = failover_under_traffic("bench-fo-d", Kind::Director)?;
+    println!("bench vrrp_failover failover_ms={} conns_lost={}", d.failover_ms, d.conns_lost);
     Ok(())
 }
 
