@@ -610,7 +610,7 @@ impl Lan {
             if view.shows(names) {
                 return Ok(start.elapsed());
             }
-            ensure!(start.elapsed() < timeout, "{names:?} did not take the VIP within {timeout:?}: {view}");
+            ensure!(start.elapsed() < timeout, "{} did not take the VIP within {timeout:?}: {view}", names.join(" and "));
             std::thread::sleep(POLL);
         }
     }
