@@ -4,7 +4,8 @@
 //! generated keepalived.conf), optionally three LVS-DR real servers.
 //!
 //! Who holds the VIP is observed twice: `ip addr` in every node namespace,
-//! and the client's ARP entry for the VIP (after a TCP probe to the VIP)
+//! and the client's ARP (IPv6: neighbour) entry for the VIP (after a TCP
+//! probe to the VIP)
 //! compared with every node's MAC. Both must agree before a wait returns.
 //!
 //! A node is *crashed* by SIGKILL to its whole process group and, at the
@@ -20,7 +21,7 @@
 use std::{
     fs,
     io::{ErrorKind, Read, Write},
-    net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream},
+    net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream},
     os::{fd::AsRawFd, unix::process::CommandExt},
     path::PathBuf,
     process::{Child, Command, Output, Stdio},
@@ -41,6 +42,8 @@ use crate::{
 };
 
 pub const VIP: Ipv4Addr = Ipv4Addr::new(10, 90, 0, 100);
+/// The VIP of IPv6 labs (`Lan::with_ipv6`, `Instance::ipv6`).
+pub const VIP6: Ipv6Addr = Ipv6Addr::new(0xfd90, 0, 0, 0, 0, 0, 0, 0x100);
 pub const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 90, 0, 1);
 pub const RS_IPS: [Ipv4Addr; 3] = [Ipv4Addr::new(10, 90, 0, 10), Ipv4Addr::new(10, 90, 0, 20), Ipv4Addr::new(10, 90, 0, 30)];
 /// The service port: the real servers' (DR) or the keepalived nodes' own
@@ -105,6 +108,9 @@ pub struct Instance {
     pub nopreempt: bool,
     /// `auth_type PASS` with this password (v2 only: v3 has no auth).
     pub auth_pass: Option<String>,
+    /// VIP6 instead of VIP (v3 only): adverts to ff02::12 from the
+    /// link-local address.
+    pub ipv6: bool,
 }
 
 impl Instance {
@@ -119,6 +125,7 @@ impl Instance {
             priority,
             nopreempt: false,
             auth_pass: (version == Version::V2).then(|| "1111".to_string()),
+            ipv6: false,
         }
     }
 
@@ -150,7 +157,8 @@ impl Instance {
         if let Some(pass) = &self.auth_pass {
             line(format!("authentication {{\n        auth_type PASS\n        auth_pass {pass}\n    }}"));
         }
-        line(format!("virtual_ipaddress {{\n        {VIP}\n    }}"));
+        let vip: IpAddr = if self.ipv6 { VIP6.into() } else { VIP.into() };
+        line(format!("virtual_ipaddress {{\n        {vip}\n    }}"));
         s.push_str("}\n");
         s
     }
@@ -412,10 +420,10 @@ impl Node {
         })?
     }
 
-    /// Whether eth0 carries the VIP (`ip addr`).
-    pub fn holds_vip(&self) -> Result<bool> {
-        let out = self.ns.ip(&["-4", "-o", "addr", "show", "dev", "eth0"])?;
-        Ok(out.contains(&format!("inet {VIP}/")))
+    /// Whether eth0 carries `vip` (`ip addr`).
+    pub fn holds(&self, vip: IpAddr) -> Result<bool> {
+        let out = self.ns.ip(&["-o", "addr", "show", "dev", "eth0"])?;
+        Ok(out.lines().any(|l| l.contains(&format!(" {vip}/"))))
     }
 
     pub fn log_tail(&self, lines: usize) -> String {
@@ -462,6 +470,8 @@ pub struct Lan {
     _rs: Vec<Netns>,
     pub client: Netns,
     pub switch: Netns,
+    /// The VIP observed is VIP6.
+    v6: bool,
 }
 
 impl Lan {
@@ -496,7 +506,24 @@ impl Lan {
                 name,
             });
         }
-        Ok(Lan { nodes, _passer: None, servers: Vec::new(), _rs: Vec::new(), client, switch })
+        Ok(Lan { nodes, _passer: None, servers: Vec::new(), _rs: Vec::new(), client, switch, v6: false })
+    }
+
+    /// Gives the client and the nodes addresses in fd90::/64 (without
+    /// duplicate address detection, so they are usable at once) and
+    /// observes VIP6 instead of VIP.
+    pub fn with_ipv6(mut self) -> Result<Lan> {
+        self.client.ip(&["addr", "add", "fd90::1/64", "dev", "eth0", "nodad"])?;
+        for (i, n) in self.nodes.iter().enumerate() {
+            n.ns.ip(&["addr", "add", &format!("fd90::{}/64", i + 2), "dev", "eth0", "nodad"])?;
+        }
+        self.v6 = true;
+        Ok(self)
+    }
+
+    /// The VIP this lab observes.
+    pub fn vip(&self) -> IpAddr {
+        if self.v6 { VIP6.into() } else { VIP.into() }
     }
 
     /// Adds three real servers holding the VIP on lo (arp_ignore 1,
@@ -554,6 +581,7 @@ impl Lan {
     /// Writes `inst` (plus `extra`) as node `i`'s configuration, the other
     /// nodes being its unicast peers.
     pub fn configure(&self, i: usize, inst: &Instance, extra: &str) -> Result<()> {
+        ensure!(inst.ipv6 == self.v6, "an instance with ipv6={} in a lab with v6={}", inst.ipv6, self.v6);
         let peers: Vec<Ipv4Addr> = self.nodes.iter().filter(|n| n.ip != self.nodes[i].ip).map(|n| n.ip).collect();
         self.nodes[i].write_conf(&(inst.conf(self.nodes[i].ip, &peers) + extra))
     }
@@ -562,7 +590,7 @@ impl Lan {
     pub fn addr_holders(&self) -> Result<Vec<&str>> {
         let mut out = Vec::new();
         for n in &self.nodes {
-            if self.plugged(n)? && n.holds_vip()? {
+            if self.plugged(n)? && n.holds(self.vip())? {
                 out.push(n.name.as_str());
             }
         }
@@ -578,9 +606,9 @@ impl Lan {
     /// `None` when unresolved, or `unknown <mac>`.
     pub fn arp_owner(&self) -> Result<Option<String>> {
         self.client.enter(|| {
-            let _ = TcpStream::connect_timeout(&SocketAddr::from((VIP, PROBE_PORT)), Duration::from_millis(150));
+            let _ = TcpStream::connect_timeout(&SocketAddr::new(self.vip(), PROBE_PORT), Duration::from_millis(150));
         })?;
-        let out = self.client.ip(&["-4", "neigh", "show", "to", &VIP.to_string(), "dev", "eth0"])?;
+        let out = self.client.ip(&["neigh", "show", "to", &self.vip().to_string(), "dev", "eth0"])?;
         Ok(parse_neigh(&out).map(|m| {
             self.nodes.iter().find(|n| fmt_mac(&n.mac) == m).map_or_else(|| format!("unknown {m}"), |n| n.name.clone())
         }))

@@ -1,12 +1,14 @@
 //! VRRP on the wire against the real keepalived 2.2.7, in network
 //! namespaces (root): keepalived as master with director as backup and the
-//! reverse, VRRPv2 and v3, multicast and unicast, failover when the master
-//! stops (SIGTERM: it sends priority 0) or dies (SIGKILL and its switch port
-//! down, see `director_tests::vrrp_lab`), failback with preemption,
-//! nopreempt, and an auth mismatch.
+//! reverse, VRRPv2 and v3 (over IPv4, and over IPv6 multicast), multicast
+//! and unicast, failover when the master stops (SIGTERM: it sends priority
+//! 0) or dies (SIGKILL and its switch port down, see
+//! `director_tests::vrrp_lab`), failback with preemption, nopreempt, and an
+//! auth mismatch.
 //!
-//! Who holds the VIP is asserted through `ip addr` in every node namespace
-//! and through the client's ARP entry for the VIP (see `Lan::wait_holder`).
+//! Who holds the VIP is asserted through `ip addr` in every node namespace,
+//! the client's ARP (IPv6: neighbour) entry for the VIP and `directorctl
+//! status` (see `View::shows`).
 //! The `keepalived_pair_*` tests run the same scenarios with keepalived on
 //! both sides: they prove the harness and pin down keepalived's own
 //! behaviour, which director must match.
@@ -52,6 +54,11 @@ fn keepalived_pair_v2_multicast_stop_and_failback() -> Result<()> {
 }
 
 #[test]
+fn keepalived_pair_v3_ipv6_stop_and_failback() -> Result<()> {
+    stop_and_failback_v6("kk-v6", Keepalived, Keepalived)
+}
+
+#[test]
 fn keepalived_pair_v3_unicast_master_killed() -> Result<()> {
     master_killed("kk-kill", Keepalived, Keepalived, V3, Unicast)
 }
@@ -90,6 +97,16 @@ fn director_master_keepalived_backup_v3_unicast() -> Result<()> {
 }
 
 #[test]
+fn keepalived_master_director_backup_v3_ipv6() -> Result<()> {
+    stop_and_failback_v6("kd-v6", Keepalived, Director)
+}
+
+#[test]
+fn director_master_keepalived_backup_v3_ipv6() -> Result<()> {
+    stop_and_failback_v6("dk-v6", Director, Keepalived)
+}
+
+#[test]
 fn keepalived_master_killed_director_takes_over_v3_multicast() -> Result<()> {
     master_killed("kd-kill", Keepalived, Director, V3, Multicast)
 }
@@ -117,8 +134,20 @@ fn auth_mismatch_director_and_keepalived_both_master() -> Result<()> {
 /// and preempts.
 fn stop_and_failback(tag: &str, a: Kind, b: Kind, v: Version, cast: Cast) -> Result<()> {
     let lan = Lan::new(tag, &[a, b])?;
-    lan.explain((|| {
-        let (na, nb) = pair(&lan, v, cast)?;
+    lan.explain(stop_and_failback_in(&lan, tag, Instance::new(v, cast, true, HIGH)))
+}
+
+/// `stop_and_failback` with VRRPv3 over IPv6 (multicast to ff02::12).
+fn stop_and_failback_v6(tag: &str, a: Kind, b: Kind) -> Result<()> {
+    let lan = Lan::new(tag, &[a, b])?.with_ipv6()?;
+    let mut inst = Instance::new(V3, Multicast, true, HIGH);
+    inst.ipv6 = true;
+    lan.explain(stop_and_failback_in(&lan, tag, inst))
+}
+
+fn stop_and_failback_in(lan: &Lan, tag: &str, master: Instance) -> Result<()> {
+    {
+        let (na, nb) = pair(lan, &master)?;
         let sent = Instant::now();
         lan.node(&na).stop()?;
         lan.wait_holder(&nb, STOP_TAKEOVER.saturating_sub(sent.elapsed()))?;
@@ -128,7 +157,7 @@ fn stop_and_failback(tag: &str, a: Kind, b: Kind, v: Version, cast: Cast) -> Res
         lan.wait_holder(&na, TAKE_TIMEOUT)?;
         println!("{tag}: {na} restarted and preempted {nb} after {:.2?}", restarted.elapsed());
         Ok(())
-    })())
+    }
 }
 
 /// As `stop_and_failback`, but `a` dies: `b` takes over within
@@ -136,7 +165,7 @@ fn stop_and_failback(tag: &str, a: Kind, b: Kind, v: Version, cast: Cast) -> Res
 fn master_killed(tag: &str, a: Kind, b: Kind, v: Version, cast: Cast) -> Result<()> {
     let lan = Lan::new(tag, &[a, b])?;
     lan.explain((|| {
-        let (na, nb) = pair(&lan, v, cast)?;
+        let (na, nb) = pair(&lan, &Instance::new(v, cast, true, HIGH))?;
         let limit = Instance::new(v, cast, false, LOW).master_down() + DEATH_MARGIN;
         let t0 = lan.crash(&na)?;
         lan.wait_holder(&nb, limit.saturating_sub(t0.elapsed()))?;
@@ -145,11 +174,12 @@ fn master_killed(tag: &str, a: Kind, b: Kind, v: Version, cast: Cast) -> Result<
     })())
 }
 
-/// Starts `a` (MASTER, 150) then `b` (BACKUP, 100), waits for `a` to hold
-/// the VIP; returns their names.
-fn pair(lan: &Lan, v: Version, cast: Cast) -> Result<(String, String)> {
-    lan.configure(0, &Instance::new(v, cast, true, HIGH), "")?;
-    lan.configure(1, &Instance::new(v, cast, false, LOW), "")?;
+/// Starts node 0 on `master` and node 1 on its BACKUP twin at priority
+/// 100, waits for node 0 to hold the VIP; returns their names.
+fn pair(lan: &Lan, master: &Instance) -> Result<(String, String)> {
+    let backup = Instance { master: false, priority: LOW, ..master.clone() };
+    lan.configure(0, master, "")?;
+    lan.configure(1, &backup, "")?;
     let (na, nb) = (lan.nodes[0].name.clone(), lan.nodes[1].name.clone());
     lan.node(&na).start()?;
     lan.node(&nb).start()?;
