@@ -152,10 +152,12 @@ fn stop_and_failback_in(lan: &Lan, tag: &str, master: Instance) -> Result<()> {
         lan.node(&na).stop()?;
         lan.wait_holder(&nb, STOP_TAKEOVER.saturating_sub(sent.elapsed()))?;
         println!("{tag}: {na} stopped, {nb} holds the VIP {:.2?} after the SIGTERM", sent.elapsed());
-        let restarted = Instant::now();
         lan.node(&na).start()?;
-        lan.wait_holder(&na, TAKE_TIMEOUT)?;
-        println!("{tag}: {na} restarted and preempted {nb} after {:.2?}", restarted.elapsed());
+        // Up again, it hears the backup's lower priority within an
+        // advert_int and preempts; keepalived waits one Master_Down_Interval.
+        let restarted = Instant::now();
+        lan.wait_holder(&na, master.master_down() + DEATH_MARGIN)?;
+        println!("{tag}: {na} restarted and preempted {nb} {:.2?} after it was up", restarted.elapsed());
         Ok(())
     }
 }
