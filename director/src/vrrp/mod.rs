@@ -7,11 +7,23 @@
 //!   keepalived's Fault) driven by inputs stamped with a virtual time, and
 //!   [`fsm::effective_priority`] for tracked scripts / interfaces / files.
 //!
-//! The daemon wires these to a raw IP socket (protocol 112), the VIP
-//! add/remove code and gratuitous ARP / unsolicited NA senders.
+//! The I/O the per-instance driver calls:
+//! - [`addr`]: VIPs added / removed through rtnetlink (label, scope, brd,
+//!   peer, flags);
+//! - [`announce`]: gratuitous ARP / unsolicited NA frames, their sender and
+//!   the `garp_master_*` schedule;
+//! - [`vmac`]: the `use_vmac` macvlan;
+//! - [`track`]: tracked scripts, interfaces and files, and the effective
+//!   priority / FAULT they imply;
+//! - [`notify`]: `notify_*` scripts with keepalived's arguments.
 
+pub mod addr;
+pub mod announce;
 pub mod fsm;
+pub mod notify;
 pub mod packet;
+pub mod track;
+pub mod vmac;
 
 pub use fsm::{Action, Fsm, FsmConfig, Input, State, effective_priority};
 pub use packet::{Advert, Auth, DecodeError, InstanceParams, Reject, RxMeta, Version};
