@@ -18,7 +18,11 @@ fn config(text: &str) -> Config {
 }
 
 /// Waits for `instance`'s next update, failing after `within`.
-async fn next_for(rx: &mut mpsc::Receiver<TrackUpdate>, instance: &str, within: Duration) -> TrackUpdate {
+async fn next_for(
+    rx: &mut mpsc::Receiver<TrackUpdate>,
+    instance: &str,
+    within: Duration,
+) -> TrackUpdate {
     let deadline = Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -41,7 +45,12 @@ async fn until(
     let deadline = Instant::now() + within;
     let mut before = Vec::new();
     loop {
-        let u = next_for(rx, instance, deadline.saturating_duration_since(Instant::now())).await;
+        let u = next_for(
+            rx,
+            instance,
+            deadline.saturating_duration_since(Instant::now()),
+        )
+        .await;
         if u.priority == priority {
             return before;
         }
@@ -75,11 +84,20 @@ async fn scripts_weights_and_a_hanging_script_hitting_its_timeout() {
     // failed); before their first run weighted scripts count nothing.
     let before = until(&mut rx, "A", Some(90), Duration::from_secs(5)).await;
     assert_eq!(before.first(), Some(&Some(100)), "{before:?}");
-    assert!(before.iter().all(|p| [Some(100), Some(110), Some(80)].contains(p)), "{before:?}");
+    assert!(
+        before
+            .iter()
+            .all(|p| [Some(100), Some(110), Some(80)].contains(p)),
+        "{before:?}"
+    );
     // A weight-0 script that times out: FAULT, after the 1 s timeout.
     let b = next_for(&mut rx, "B", Duration::from_secs(5)).await;
     assert_eq!(b.priority, None);
-    assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
     task.abort();
     // The timed-out script's process group was killed: it never finishes.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -104,22 +122,51 @@ async fn track_file_value_times_weight_and_fault_on_weight_zero() {
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "4\n");
     let (tx, mut rx) = mpsc::channel(16);
     let task = tracker.spawn(tx);
-    assert_eq!(next_for(&mut rx, "A", Duration::from_secs(3)).await.priority, Some(120));
+    assert_eq!(
+        next_for(&mut rx, "A", Duration::from_secs(3))
+            .await
+            .priority,
+        Some(120)
+    );
     // A missing file reads 0: fine for weight 0.
-    assert_eq!(next_for(&mut rx, "B", Duration::from_secs(3)).await.priority, Some(100));
+    assert_eq!(
+        next_for(&mut rx, "B", Duration::from_secs(3))
+            .await
+            .priority,
+        Some(100)
+    );
     std::fs::write(&f, "-3\n").unwrap();
-    assert_eq!(next_for(&mut rx, "A", Duration::from_secs(4)).await.priority, Some(85));
+    assert_eq!(
+        next_for(&mut rx, "A", Duration::from_secs(4))
+            .await
+            .priority,
+        Some(85)
+    );
     std::fs::write(&z, "1\n").unwrap();
-    assert_eq!(next_for(&mut rx, "B", Duration::from_secs(4)).await.priority, None);
+    assert_eq!(
+        next_for(&mut rx, "B", Duration::from_secs(4))
+            .await
+            .priority,
+        None
+    );
     std::fs::write(&z, "0\n").unwrap();
-    assert_eq!(next_for(&mut rx, "B", Duration::from_secs(4)).await.priority, Some(100));
+    assert_eq!(
+        next_for(&mut rx, "B", Duration::from_secs(4))
+            .await
+            .priority,
+        Some(100)
+    );
     task.abort();
 }
 
 fn recorder(dir: &Path, name: &str) -> String {
     let path = dir.join(name);
     let out = dir.join(format!("{name}.out"));
-    std::fs::write(&path, format!("#!/bin/sh\necho \"$(id -u) $*\" >> {}\n", out.display())).unwrap();
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\necho \"$(id -u) $*\" >> {}\n", out.display()),
+    )
+    .unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
     path.display().to_string()
 }
@@ -127,7 +174,11 @@ fn recorder(dir: &Path, name: &str) -> String {
 fn script(cmd: &str, args: &[&str]) -> Script {
     let mut argv = vec![cmd.to_string()];
     argv.extend(args.iter().map(|s| s.to_string()));
-    Script { command: argv.join(" "), argv, run_as: None }
+    Script {
+        command: argv.join(" "),
+        argv,
+        run_as: None,
+    }
 }
 
 async fn read_when(path: &Path, lines: usize) -> String {
@@ -153,13 +204,30 @@ async fn notify_scripts_get_keepalived_arguments() {
     };
     let g = GlobalDefs::default();
     let uid = unsafe { libc::getuid() };
-    notify(&cfg, &g, Subject::Instance("VI_1"), NotifyState::Master, 150).await.unwrap();
-    notify(&cfg, &g, Subject::Group("G1"), NotifyState::Fault, 99).await.unwrap();
-    notify(&cfg, &g, Subject::Instance("VI_1"), NotifyState::Stop, 0).await.unwrap();
-    assert_eq!(read_when(&dir.path().join("master.out"), 1).await, format!("{uid} first arg\n"));
+    notify(
+        &cfg,
+        &g,
+        Subject::Instance("VI_1"),
+        NotifyState::Master,
+        150,
+    )
+    .await
+    .unwrap();
+    notify(&cfg, &g, Subject::Group("G1"), NotifyState::Fault, 99)
+        .await
+        .unwrap();
+    notify(&cfg, &g, Subject::Instance("VI_1"), NotifyState::Stop, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        read_when(&dir.path().join("master.out"), 1).await,
+        format!("{uid} first arg\n")
+    );
     assert_eq!(
         read_when(&dir.path().join("any.out"), 3).await,
-        format!("{uid} INSTANCE VI_1 MASTER 150\n{uid} GROUP G1 FAULT 0\n{uid} INSTANCE VI_1 STOP 0\n")
+        format!(
+            "{uid} INSTANCE VI_1 MASTER 150\n{uid} GROUP G1 FAULT 0\n{uid} INSTANCE VI_1 STOP 0\n"
+        )
     );
 }
 
@@ -169,14 +237,32 @@ async fn notify_runs_as_script_user() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
     let n = recorder(dir.path(), "any");
-    let cfg = Notify { any: Some(script(&n, &[])), ..Notify::default() };
-    let g = GlobalDefs { script_user: Some(RunAs { user: "nobody".into(), group: None }), ..GlobalDefs::default() };
+    let cfg = Notify {
+        any: Some(script(&n, &[])),
+        ..Notify::default()
+    };
+    let g = GlobalDefs {
+        script_user: Some(RunAs {
+            user: "nobody".into(),
+            group: None,
+        }),
+        ..GlobalDefs::default()
+    };
     // Fire and forget: the handle is dropped, the script still runs.
-    drop(notify(&cfg, &g, Subject::Instance("VI_2"), NotifyState::Backup, 100));
+    drop(notify(
+        &cfg,
+        &g,
+        Subject::Instance("VI_2"),
+        NotifyState::Backup,
+        100,
+    ));
     let nobody = {
         let pw = unsafe { libc::getpwnam(c"nobody".as_ptr()) };
         assert!(!pw.is_null());
         unsafe { (*pw).pw_uid }
     };
-    assert_eq!(read_when(&dir.path().join("any.out"), 1).await, format!("{nobody} INSTANCE VI_2 BACKUP 100\n"));
+    assert_eq!(
+        read_when(&dir.path().join("any.out"), 1).await,
+        format!("{nobody} INSTANCE VI_2 BACKUP 100\n")
+    );
 }

@@ -19,7 +19,13 @@ use director_tests::netns::{Netns, veth};
 /// Runs `f` on a single-threaded runtime inside `ns`, so netlink and
 /// sockets belong to the namespace.
 fn in_ns<T: Send>(ns: &Netns, f: impl AsyncFnOnce() -> T + Send) -> Result<T> {
-    ns.enter(|| tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(f()))
+    ns.enter(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(f())
+    })
 }
 
 fn va(addr: &str, prefix: u8) -> VirtualAddress {
@@ -61,16 +67,25 @@ fn vips_added_with_label_scope_brd_flags_and_removed() -> Result<()> {
         let again = (a.add(&v4).await.unwrap(), a.add(&v6).await.unwrap());
         (added, again)
     })?;
-    ensure!(added == (true, true) && again == (false, false), "add {added:?}, again {again:?}");
+    ensure!(
+        added == (true, true) && again == (false, false),
+        "add {added:?}, again {again:?}"
+    );
     let four = ns.ip(&["-o", "-4", "addr", "show", "dev", "v0"])?;
     ensure!(
         four.contains("inet 10.61.0.10/24 brd 10.61.0.255 scope link v0:vip"),
         "ip addr shows: {four}"
     );
     let six = ns.ip(&["-o", "-6", "addr", "show", "dev", "v0"])?;
-    ensure!(six.contains("inet6 2001:db8:61::10/64 scope global nodad noprefixroute"), "ip addr shows: {six}");
+    ensure!(
+        six.contains("inet6 2001:db8:61::10/64 scope global nodad noprefixroute"),
+        "ip addr shows: {six}"
+    );
     let routes = ns.ip(&["-6", "route", "show", "dev", "v0"])?;
-    ensure!(!routes.contains("2001:db8:61::/64"), "noprefixroute still added a route: {routes}");
+    ensure!(
+        !routes.contains("2001:db8:61::/64"),
+        "noprefixroute still added a route: {routes}"
+    );
 
     let (removed, again, present) = in_ns(&ns, async || {
         let a = Addrs::new().unwrap();
@@ -78,22 +93,35 @@ fn vips_added_with_label_scope_brd_flags_and_removed() -> Result<()> {
         let again = (a.remove(&v4).await.unwrap(), a.remove(&v6).await.unwrap());
         (removed, again, a.is_present(&v4).await.unwrap())
     })?;
-    ensure!(removed == (true, true) && again == (false, false) && !present, "remove {removed:?}, again {again:?}");
+    ensure!(
+        removed == (true, true) && again == (false, false) && !present,
+        "remove {removed:?}, again {again:?}"
+    );
     let left = ns.ip(&["-o", "addr", "show", "dev", "v0"])?;
-    ensure!(!left.contains("10.61.0.10") && !left.contains("2001:db8:61::10"), "left: {left}");
+    ensure!(
+        !left.contains("10.61.0.10") && !left.contains("2001:db8:61::10"),
+        "left: {left}"
+    );
 
     // A missing interface is a typed error naming the address and device.
     let ghost = Vip::resolve(&va("10.61.0.11", 32), "nosuchdev")?;
     let err = in_ns(&ns, async || Addrs::new().unwrap().add(&ghost).await)?.unwrap_err();
     ensure!(matches!(err, AddrError::NoDevice { .. }), "{err}");
-    ensure!(err.to_string().contains("10.61.0.11") && err.to_string().contains("nosuchdev"), "{err}");
+    ensure!(
+        err.to_string().contains("10.61.0.11") && err.to_string().contains("nosuchdev"),
+        "{err}"
+    );
     Ok(())
 }
 
 /// An AF_PACKET socket receiving every frame on one interface.
 fn capture(ifname: &str) -> Result<OwnedFd> {
     let fd = unsafe {
-        libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, (libc::ETH_P_ALL as u16).to_be() as i32)
+        libc::socket(
+            libc::AF_PACKET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            (libc::ETH_P_ALL as u16).to_be() as i32,
+        )
     };
     ensure!(fd >= 0, "socket: {}", std::io::Error::last_os_error());
     let fd = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -112,7 +140,10 @@ fn capture(ifname: &str) -> Result<OwnedFd> {
         )
     };
     ensure!(rc == 0, "bind: {}", std::io::Error::last_os_error());
-    let tv = libc::timeval { tv_sec: 0, tv_usec: 200_000 };
+    let tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 200_000,
+    };
     unsafe {
         libc::setsockopt(
             fd.as_raw_fd(),
@@ -138,7 +169,10 @@ fn wait_for_frame(fd: &OwnedFd, want: &[u8], within: Duration) -> Result<()> {
         seen += 1;
         // veth pads short frames to 60 bytes.
         let got = &buf[..n as usize];
-        if got.len() >= want.len() && &got[..want.len()] == want && got[want.len()..].iter().all(|&b| b == 0) {
+        if got.len() >= want.len()
+            && &got[..want.len()] == want
+            && got[want.len()..].iter().all(|&b| b == 0)
+        {
             return Ok(());
         }
     }
@@ -166,7 +200,17 @@ fn garp_and_unsolicited_na_reach_the_wire_and_the_client_cache() -> Result<()> {
     client.ip(&["addr", "add", "2001:db8:62::2/64", "dev", "v1", "nodad"])?;
     // The client knows the VIPs at an old MAC; the announcements must move them.
     for ip in ["10.62.0.10", "2001:db8:62::10"] {
-        client.ip(&["neigh", "replace", ip, "lladdr", "02:00:00:00:00:99", "dev", "v1", "nud", "stale"])?;
+        client.ip(&[
+            "neigh",
+            "replace",
+            ip,
+            "lladdr",
+            "02:00:00:00:00:99",
+            "dev",
+            "v1",
+            "nud",
+            "stale",
+        ])?;
     }
     let mac = [0x02, 0x62, 0, 0, 0, 0x01];
     let v4 = Ipv4Addr::new(10, 62, 0, 10);
@@ -181,18 +225,46 @@ fn garp_and_unsolicited_na_reach_the_wire_and_the_client_cache() -> Result<()> {
         wait_for_frame(&fd, &na_frame(mac, v6, false), Duration::from_secs(2))?;
         Ok(())
     })??;
-    neigh_has(&client, "10.62.0.10", "02:62:00:00:00:01", Duration::from_secs(2))?;
-    neigh_has(&client, "2001:db8:62::10", "02:62:00:00:00:01", Duration::from_secs(2))?;
+    neigh_has(
+        &client,
+        "10.62.0.10",
+        "02:62:00:00:00:01",
+        Duration::from_secs(2),
+    )?;
+    neigh_has(
+        &client,
+        "2001:db8:62::10",
+        "02:62:00:00:00:01",
+        Duration::from_secs(2),
+    )?;
 
     // A burst of 3 rounds: 3 frames per address.
-    client.ip(&["neigh", "replace", "10.62.0.10", "lladdr", "02:00:00:00:00:99", "dev", "v1", "nud", "stale"])?;
+    client.ip(&[
+        "neigh",
+        "replace",
+        "10.62.0.10",
+        "lladdr",
+        "02:00:00:00:00:99",
+        "dev",
+        "v1",
+        "nud",
+        "stale",
+    ])?;
     let mac2 = [0x02, 0x62, 0, 0, 0, 0x02];
     let count = client.enter(|| -> Result<usize> {
         let fd = capture("v1")?;
         sender.enter(|| {
-            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(
-                announce::send_burst(index, mac2, &[IpAddr::V4(v4)], 3, Duration::from_millis(10)),
-            )
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(announce::send_burst(
+                    index,
+                    mac2,
+                    &[IpAddr::V4(v4)],
+                    3,
+                    Duration::from_millis(10),
+                ))
         })??;
         let want = garp_frame(mac2, v4);
         let mut n = 0;
@@ -205,7 +277,12 @@ fn garp_and_unsolicited_na_reach_the_wire_and_the_client_cache() -> Result<()> {
         Ok(n)
     })??;
     ensure!(count == 3, "{count} GARPs captured, want 3");
-    neigh_has(&client, "10.62.0.10", "02:62:00:00:00:02", Duration::from_secs(2))?;
+    neigh_has(
+        &client,
+        "10.62.0.10",
+        "02:62:00:00:00:02",
+        Duration::from_secs(2),
+    )?;
     Ok(())
 }
 
@@ -224,32 +301,55 @@ fn use_vmac_macvlan_is_private_idempotent_and_removed() -> Result<()> {
     let (first, second) = in_ns(&ns, async || {
         let (conn, handle, _) = rtnetlink::new_connection().unwrap();
         tokio::spawn(conn);
-        (spec.ensure(&handle).await.unwrap(), spec.ensure(&handle).await.unwrap())
+        (
+            spec.ensure(&handle).await.unwrap(),
+            spec.ensure(&handle).await.unwrap(),
+        )
     })?;
-    ensure!(first == second, "ensure twice gave ifindex {first} then {second}");
+    ensure!(
+        first == second,
+        "ensure twice gave ifindex {first} then {second}"
+    );
     let link = ns.ip(&["-d", "-o", "link", "show", "vrrp.7"])?;
     ensure!(link.contains("link/ether 00:00:5e:00:01:07"), "{link}");
     ensure!(link.contains("macvlan mode private"), "{link}");
     ensure!(link.contains("vrrp.7@v0") && link.contains(",UP"), "{link}");
     let arp_ignore = ns.exec("cat", &["/proc/sys/net/ipv4/conf/v0/arp_ignore"])?;
-    ensure!(String::from_utf8_lossy(&arp_ignore.stdout).trim() == "1", "parent arp_ignore not set");
+    ensure!(
+        String::from_utf8_lossy(&arp_ignore.stdout).trim() == "1",
+        "parent arp_ignore not set"
+    );
 
     // A VIP can go on it (what the driver does with use_vmac).
     let vip = Vip::resolve(&va("10.63.0.1", 24), &spec.name)?;
-    ensure!(in_ns(&ns, async || Addrs::new().unwrap().add(&vip).await)??, "VIP not added on the VMAC");
+    ensure!(
+        in_ns(&ns, async || Addrs::new().unwrap().add(&vip).await)??,
+        "VIP not added on the VMAC"
+    );
 
     let (removed, again) = in_ns(&ns, async || {
         let (conn, handle, _) = rtnetlink::new_connection().unwrap();
         tokio::spawn(conn);
-        (spec.remove(&handle).await.unwrap(), spec.remove(&handle).await.unwrap())
+        (
+            spec.remove(&handle).await.unwrap(),
+            spec.remove(&handle).await.unwrap(),
+        )
     })?;
     ensure!(removed && !again, "remove {removed}, again {again}");
-    ensure!(ns.ip(&["link", "show", "vrrp.7"]).is_err(), "vrrp.7 still there");
+    ensure!(
+        ns.ip(&["link", "show", "vrrp.7"]).is_err(),
+        "vrrp.7 still there"
+    );
 
     // Someone else's interface of that name is left alone, with an error.
-    ns.ip(&["link", "add", "vrrp.8", "type", "veth", "peer", "name", "vrrp8p"])?;
+    ns.ip(&[
+        "link", "add", "vrrp.8", "type", "veth", "peer", "name", "vrrp8p",
+    ])?;
     inst.virtual_router_id = 8;
-    inst.use_vmac = Some(Vmac { name: None, mac: None });
+    inst.use_vmac = Some(Vmac {
+        name: None,
+        mac: None,
+    });
     let other = VmacSpec::from_config(&inst, false)?.context("use_vmac")?;
     let err = in_ns(&ns, async || {
         let (conn, handle, _) = rtnetlink::new_connection().unwrap();
@@ -258,7 +358,10 @@ fn use_vmac_macvlan_is_private_idempotent_and_removed() -> Result<()> {
     })?
     .unwrap_err();
     ensure!(matches!(err, VmacError::NameInUse { .. }), "{err}");
-    ensure!(ns.ip(&["link", "show", "vrrp.8"]).is_ok(), "the other interface was touched");
+    ensure!(
+        ns.ip(&["link", "show", "vrrp.8"]).is_ok(),
+        "the other interface was touched"
+    );
     Ok(())
 }
 

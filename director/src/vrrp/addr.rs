@@ -28,8 +28,14 @@ const IFNAME_MAX: usize = 15;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum AddrError {
-    #[error("{addr}: label {label:?} must start with the interface name {dev:?} and be at most 15 characters")]
-    BadLabel { addr: IpAddr, label: String, dev: String },
+    #[error(
+        "{addr}: label {label:?} must start with the interface name {dev:?} and be at most 15 characters"
+    )]
+    BadLabel {
+        addr: IpAddr,
+        label: String,
+        dev: String,
+    },
     #[error("{addr}: unknown scope {scope:?} (host, link, global, site, nowhere or 0-255)")]
     BadScope { addr: IpAddr, scope: String },
     #[error("{addr}: `brd` applies to IPv4 only")]
@@ -43,11 +49,25 @@ pub enum AddrError {
     #[error("{addr}: `peer` {peer} is not the same family")]
     BadPeer { addr: IpAddr, peer: IpAddr },
     #[error("{addr}/{prefix} on {dev}: no such interface")]
-    NoDevice { addr: IpAddr, prefix: u8, dev: String },
+    NoDevice {
+        addr: IpAddr,
+        prefix: u8,
+        dev: String,
+    },
     #[error("adding {addr}/{prefix} to {dev}: {reason}")]
-    Add { addr: IpAddr, prefix: u8, dev: String, reason: String },
+    Add {
+        addr: IpAddr,
+        prefix: u8,
+        dev: String,
+        reason: String,
+    },
     #[error("removing {addr}/{prefix} from {dev}: {reason}")]
-    Remove { addr: IpAddr, prefix: u8, dev: String, reason: String },
+    Remove {
+        addr: IpAddr,
+        prefix: u8,
+        dev: String,
+        reason: String,
+    },
     #[error("rtnetlink: {0}")]
     Netlink(String),
 }
@@ -78,21 +98,31 @@ impl Vip {
         let dev = va.dev.clone().unwrap_or_else(|| default_dev.to_string());
         let max = if addr.is_ipv4() { 32 } else { 128 };
         if va.prefix > max {
-            return Err(AddrError::BadPrefix { addr, prefix: va.prefix });
+            return Err(AddrError::BadPrefix {
+                addr,
+                prefix: va.prefix,
+            });
         }
         let label = match (&va.label, addr) {
             // keepalived drops labels on IPv6 addresses too.
             (Some(_), IpAddr::V6(_)) | (None, _) => None,
             (Some(l), IpAddr::V4(_)) => {
                 if !l.starts_with(dev.as_str()) || l.len() > IFNAME_MAX {
-                    return Err(AddrError::BadLabel { addr, label: l.clone(), dev });
+                    return Err(AddrError::BadLabel {
+                        addr,
+                        label: l.clone(),
+                        dev,
+                    });
                 }
                 Some(l.clone())
             }
         };
         let scope = match va.scope.as_deref() {
             None => 0,
-            Some(s) => parse_scope(s).ok_or_else(|| AddrError::BadScope { addr, scope: s.to_string() })?,
+            Some(s) => parse_scope(s).ok_or_else(|| AddrError::BadScope {
+                addr,
+                scope: s.to_string(),
+            })?,
         };
         let broadcast = match (&va.brd, addr) {
             (None, _) => None,
@@ -113,19 +143,34 @@ impl Vip {
             return Err(AddrError::BadPeer { addr, peer: p });
         }
         let (flags, preferred_lft) = parse_flags(addr, &va.flags)?;
-        Ok(Vip { addr, prefix: va.prefix, dev, label, scope, broadcast, peer: va.peer, flags, preferred_lft })
+        Ok(Vip {
+            addr,
+            prefix: va.prefix,
+            dev,
+            label,
+            scope,
+            broadcast,
+            peer: va.peer,
+            flags,
+            preferred_lft,
+        })
     }
 
     /// The RTM_NEWADDR / RTM_DELADDR body for interface `index`: IFA_LOCAL is
     /// our address, IFA_ADDRESS the peer (or ours), as iproute2 sends them.
     pub fn message(&self, index: u32) -> AddressMessage {
         let mut m = AddressMessage::default();
-        m.header.family = if self.addr.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+        m.header.family = if self.addr.is_ipv4() {
+            AddressFamily::Inet
+        } else {
+            AddressFamily::Inet6
+        };
         m.header.prefix_len = self.prefix;
         m.header.index = index;
         m.header.scope = AddressScope::from(self.scope);
         m.attributes.push(AddressAttribute::Local(self.addr));
-        m.attributes.push(AddressAttribute::Address(self.peer.unwrap_or(self.addr)));
+        m.attributes
+            .push(AddressAttribute::Address(self.peer.unwrap_or(self.addr)));
         if let Some(b) = self.broadcast {
             m.attributes.push(AddressAttribute::Broadcast(b));
         }
@@ -133,7 +178,10 @@ impl Vip {
             m.attributes.push(AddressAttribute::Label(l.clone()));
         }
         if self.flags != 0 {
-            m.attributes.push(AddressAttribute::Flags(AddressFlags::from_bits_retain(self.flags)));
+            m.attributes
+                .push(AddressAttribute::Flags(AddressFlags::from_bits_retain(
+                    self.flags,
+                )));
         }
         if let Some(p) = self.preferred_lft {
             let mut c = CacheInfo::default();
@@ -178,7 +226,10 @@ fn parse_flags(addr: IpAddr, words: &[String]) -> Result<(u32, Option<u32>), Add
                 let v = it.next().map(String::as_str).unwrap_or("");
                 preferred = match v {
                     "forever" => None,
-                    n => Some(n.parse().map_err(|_| AddrError::BadLifetime { addr, value: v.to_string() })?),
+                    n => Some(n.parse().map_err(|_| AddrError::BadLifetime {
+                        addr,
+                        value: v.to_string(),
+                    })?),
                 };
             }
             // The config parser accepts no other word here.
@@ -196,7 +247,11 @@ pub fn resolve_all(
     excluded: &[VirtualAddress],
     default_dev: &str,
 ) -> Result<(Vec<Vip>, Vec<Vip>), AddrError> {
-    let r = |l: &[VirtualAddress]| l.iter().map(|v| Vip::resolve(v, default_dev)).collect::<Result<Vec<_>, _>>();
+    let r = |l: &[VirtualAddress]| {
+        l.iter()
+            .map(|v| Vip::resolve(v, default_dev))
+            .collect::<Result<Vec<_>, _>>()
+    };
     Ok((r(vips)?, r(excluded)?))
 }
 
@@ -209,7 +264,8 @@ pub struct Addrs {
 impl Addrs {
     /// Opens a netlink connection; its task runs on the current tokio runtime.
     pub fn new() -> Result<Self, AddrError> {
-        let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| AddrError::Netlink(e.to_string()))?;
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|e| AddrError::Netlink(e.to_string()))?;
         tokio::spawn(conn);
         Ok(Addrs { handle })
     }
@@ -245,7 +301,13 @@ impl Addrs {
             Err(AddrError::NoDevice { .. }) => return Ok(false),
             Err(e) => return Err(e),
         };
-        match self.handle.address().del(vip.message(index)).execute().await {
+        match self
+            .handle
+            .address()
+            .del(vip.message(index))
+            .execute()
+            .await
+        {
             Ok(()) => Ok(true),
             Err(rtnetlink::Error::NetlinkError(e))
                 if [-libc::EADDRNOTAVAIL, -libc::ENOENT, -libc::ENODEV].contains(&e.raw_code()) =>
@@ -268,17 +330,34 @@ impl Addrs {
             Err(AddrError::NoDevice { .. }) => return Ok(false),
             Err(e) => return Err(e),
         };
-        let mut found = self.handle.address().get().set_link_index_filter(index).set_address_filter(vip.addr).execute();
-        Ok(found.try_next().await.map_err(|e| AddrError::Netlink(e.to_string()))?.is_some())
+        let mut found = self
+            .handle
+            .address()
+            .get()
+            .set_link_index_filter(index)
+            .set_address_filter(vip.addr)
+            .execute();
+        Ok(found
+            .try_next()
+            .await
+            .map_err(|e| AddrError::Netlink(e.to_string()))?
+            .is_some())
     }
 
     async fn index(&self, vip: &Vip) -> Result<u32, AddrError> {
-        let mut links = self.handle.link().get().match_name(vip.dev.clone()).execute();
+        let mut links = self
+            .handle
+            .link()
+            .get()
+            .match_name(vip.dev.clone())
+            .execute();
         match links.try_next().await {
             Ok(Some(l)) => Ok(l.header.index),
-            Ok(None) | Err(rtnetlink::Error::NetlinkError(_)) => {
-                Err(AddrError::NoDevice { addr: vip.addr, prefix: vip.prefix, dev: vip.dev.clone() })
-            }
+            Ok(None) | Err(rtnetlink::Error::NetlinkError(_)) => Err(AddrError::NoDevice {
+                addr: vip.addr,
+                prefix: vip.prefix,
+                dev: vip.dev.clone(),
+            }),
             Err(e) => Err(AddrError::Netlink(e.to_string())),
         }
     }
@@ -321,18 +400,39 @@ mod tests {
         a.scope = Some("link".into());
         a.brd = Some(Broadcast::SetHostBits);
         let v = Vip::resolve(&a, "eth0").unwrap();
-        assert_eq!((v.dev.as_str(), v.label.as_deref(), v.scope), ("eth1", Some("eth1:vip"), 253));
+        assert_eq!(
+            (v.dev.as_str(), v.label.as_deref(), v.scope),
+            ("eth1", Some("eth1:vip"), 253)
+        );
         assert_eq!(v.broadcast, Some(Ipv4Addr::new(10, 0, 0, 255)));
         a.brd = Some(Broadcast::ClearHostBits);
-        assert_eq!(Vip::resolve(&a, "eth0").unwrap().broadcast, Some(Ipv4Addr::new(10, 0, 0, 0)));
+        assert_eq!(
+            Vip::resolve(&a, "eth0").unwrap().broadcast,
+            Some(Ipv4Addr::new(10, 0, 0, 0))
+        );
         a.brd = Some(Broadcast::Addr("10.0.0.127".parse().unwrap()));
-        assert_eq!(Vip::resolve(&a, "eth0").unwrap().broadcast, Some(Ipv4Addr::new(10, 0, 0, 127)));
+        assert_eq!(
+            Vip::resolve(&a, "eth0").unwrap().broadcast,
+            Some(Ipv4Addr::new(10, 0, 0, 127))
+        );
         let mut b = va("10.0.0.10", 32);
         b.brd = Some(Broadcast::SetHostBits);
-        assert_eq!(Vip::resolve(&b, "eth0").unwrap().broadcast, Some(Ipv4Addr::new(10, 0, 0, 10)));
+        assert_eq!(
+            Vip::resolve(&b, "eth0").unwrap().broadcast,
+            Some(Ipv4Addr::new(10, 0, 0, 10))
+        );
         b.prefix = 0;
-        assert_eq!(Vip::resolve(&b, "eth0").unwrap().broadcast, Some(Ipv4Addr::BROADCAST));
-        for (s, n) in [("host", 254), ("site", 200), ("nowhere", 255), ("global", 0), ("42", 42)] {
+        assert_eq!(
+            Vip::resolve(&b, "eth0").unwrap().broadcast,
+            Some(Ipv4Addr::BROADCAST)
+        );
+        for (s, n) in [
+            ("host", 254),
+            ("site", 200),
+            ("nowhere", 255),
+            ("global", 0),
+            ("42", 42),
+        ] {
             a.scope = Some(s.into());
             assert_eq!(Vip::resolve(&a, "eth0").unwrap().scope, n, "{s}");
         }
@@ -343,19 +443,37 @@ mod tests {
         let mut a = va("10.0.0.10", 24);
         a.label = Some("eth0:vip".into());
         let e = Vip::resolve(&a, "eth1").unwrap_err();
-        assert!(e.to_string().contains("10.0.0.10") && e.to_string().contains("eth1"), "{e}");
+        assert!(
+            e.to_string().contains("10.0.0.10") && e.to_string().contains("eth1"),
+            "{e}"
+        );
         a.label = Some("eth1:a-very-long-label".into());
-        assert!(matches!(Vip::resolve(&a, "eth1"), Err(AddrError::BadLabel { .. })));
+        assert!(matches!(
+            Vip::resolve(&a, "eth1"),
+            Err(AddrError::BadLabel { .. })
+        ));
         let mut s = va("10.0.0.10", 24);
         s.scope = Some("galactic".into());
-        assert!(matches!(Vip::resolve(&s, "eth0"), Err(AddrError::BadScope { .. })));
+        assert!(matches!(
+            Vip::resolve(&s, "eth0"),
+            Err(AddrError::BadScope { .. })
+        ));
         let mut six = va("2001:db8::1", 64);
         six.brd = Some(Broadcast::SetHostBits);
-        assert!(matches!(Vip::resolve(&six, "eth0"), Err(AddrError::BroadcastOnIpv6 { .. })));
-        assert!(matches!(Vip::resolve(&va("10.0.0.1", 33), "eth0"), Err(AddrError::BadPrefix { .. })));
+        assert!(matches!(
+            Vip::resolve(&six, "eth0"),
+            Err(AddrError::BroadcastOnIpv6 { .. })
+        ));
+        assert!(matches!(
+            Vip::resolve(&va("10.0.0.1", 33), "eth0"),
+            Err(AddrError::BadPrefix { .. })
+        ));
         let mut p = va("10.0.0.1", 32);
         p.peer = Some("2001:db8::2".parse().unwrap());
-        assert!(matches!(Vip::resolve(&p, "eth0"), Err(AddrError::BadPeer { .. })));
+        assert!(matches!(
+            Vip::resolve(&p, "eth0"),
+            Err(AddrError::BadPeer { .. })
+        ));
     }
 
     #[test]
@@ -368,17 +486,33 @@ mod tests {
     #[test]
     fn flags_map_to_ifa_bits_and_cacheinfo() {
         let mut a = va("2001:db8::1", 64);
-        a.flags = ["home", "-nodad", "noprefixroute", "mngtmpaddr", "autojoin", "preferred_lft", "0"]
-            .map(String::from)
-            .to_vec();
+        a.flags = [
+            "home",
+            "-nodad",
+            "noprefixroute",
+            "mngtmpaddr",
+            "autojoin",
+            "preferred_lft",
+            "0",
+        ]
+        .map(String::from)
+        .to_vec();
         let v = Vip::resolve(&a, "eth0").unwrap();
         assert_eq!(v.flags, 0x10 | 0x02 | 0x200 | 0x100 | 0x400);
         assert_eq!(v.preferred_lft, Some(0));
         let m = v.message(7);
-        assert!(m.attributes.contains(&AddressAttribute::Flags(AddressFlags::from_bits_retain(v.flags))));
+        assert!(
+            m.attributes
+                .contains(&AddressAttribute::Flags(AddressFlags::from_bits_retain(
+                    v.flags
+                )))
+        );
         assert!(m.attributes.iter().any(|a| matches!(a, AddressAttribute::CacheInfo(c) if c.ifa_preferred == 0 && c.ifa_valid == u32::MAX)));
         a.flags = vec!["preferred_lft".into(), "soon".into()];
-        assert!(matches!(Vip::resolve(&a, "eth0"), Err(AddrError::BadLifetime { .. })));
+        assert!(matches!(
+            Vip::resolve(&a, "eth0"),
+            Err(AddrError::BadLifetime { .. })
+        ));
     }
 
     #[test]
@@ -389,7 +523,10 @@ mod tests {
         a.brd = Some(Broadcast::SetHostBits);
         a.scope = Some("host".into());
         let m = Vip::resolve(&a, "eth0").unwrap().message(3);
-        assert_eq!((m.header.index, m.header.prefix_len, m.header.scope), (3, 24, AddressScope::Host));
+        assert_eq!(
+            (m.header.index, m.header.prefix_len, m.header.scope),
+            (3, 24, AddressScope::Host)
+        );
         assert_eq!(
             m.attributes,
             vec![
@@ -403,7 +540,12 @@ mod tests {
 
     #[test]
     fn resolve_all_keeps_both_lists() {
-        let (v, x) = resolve_all(&[va("10.0.0.1", 32)], &[va("10.0.0.2", 32), va("10.0.0.3", 32)], "eth0").unwrap();
+        let (v, x) = resolve_all(
+            &[va("10.0.0.1", 32)],
+            &[va("10.0.0.2", 32), va("10.0.0.3", 32)],
+            "eth0",
+        )
+        .unwrap();
         assert_eq!((v.len(), x.len()), (1, 2));
         assert!(resolve_all(&[], &[va("10.0.0.2", 40)], "eth0").is_err());
     }

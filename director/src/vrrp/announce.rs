@@ -95,7 +95,9 @@ impl PacketSocket {
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok(PacketSocket(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }))
+        Ok(PacketSocket(unsafe {
+            std::os::fd::OwnedFd::from_raw_fd(fd)
+        }))
     }
 
     fn send(&self, ifindex: u32, frame: &[u8]) -> io::Result<()> {
@@ -118,7 +120,11 @@ impl PacketSocket {
                 std::mem::size_of::<libc::sockaddr_ll>() as u32,
             )
         };
-        if n < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+        if n < 0 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -203,7 +209,11 @@ impl GarpSchedule {
             repeat: inst.garp_master_repeat,
             refresh: inst.garp_master_refresh.filter(|r| !r.is_zero()),
             refresh_repeat: inst.garp_master_refresh_repeat,
-            spacing: if ipv6 { global.vrrp_gna_interval } else { global.vrrp_garp_interval },
+            spacing: if ipv6 {
+                global.vrrp_gna_interval
+            } else {
+                global.vrrp_garp_interval
+            },
         }
     }
 
@@ -213,16 +223,32 @@ impl GarpSchedule {
     /// iterator is endless then). keepalived sends the refresh with the first
     /// advert after it is due, so it may be up to one advert interval later.
     pub fn bursts(&self, start: Duration) -> impl Iterator<Item = Burst> + use<> {
-        let first = Burst { at: start, count: self.repeat };
-        let delayed = (!self.delay.is_zero()).then_some(Burst { at: start + self.delay, count: self.repeat });
+        let first = Burst {
+            at: start,
+            count: self.repeat,
+        };
+        let delayed = (!self.delay.is_zero()).then_some(Burst {
+            at: start + self.delay,
+            count: self.repeat,
+        });
         let n = self.refresh_repeat;
         // Filtered before the endless part: zero refreshes must not spin.
         let refreshes = self
             .refresh
             .filter(|_| n > 0)
             .into_iter()
-            .flat_map(move |r| (1u32..).map(move |k| Burst { at: start + r * k, count: n }));
-        merge(std::iter::once(first).chain(delayed).filter(|b| b.count > 0), refreshes)
+            .flat_map(move |r| {
+                (1u32..).map(move |k| Burst {
+                    at: start + r * k,
+                    count: n,
+                })
+            });
+        merge(
+            std::iter::once(first)
+                .chain(delayed)
+                .filter(|b| b.count > 0),
+            refreshes,
+        )
     }
 }
 
@@ -292,18 +318,29 @@ mod tests {
     }
 
     fn b(at: u64, count: u32) -> Burst {
-        Burst { at: Duration::from_secs(at), count }
+        Burst {
+            at: Duration::from_secs(at),
+            count,
+        }
     }
 
     #[test]
     fn keepalived_defaults_two_bursts_of_five() {
         let s = sched(5, 5, None, 1);
-        assert_eq!(s.bursts(Duration::from_secs(100)).collect::<Vec<_>>(), vec![b(100, 5), b(105, 5)]);
+        assert_eq!(
+            s.bursts(Duration::from_secs(100)).collect::<Vec<_>>(),
+            vec![b(100, 5), b(105, 5)]
+        );
     }
 
     #[test]
     fn zero_delay_means_no_second_burst() {
-        assert_eq!(sched(0, 3, None, 1).bursts(Duration::ZERO).collect::<Vec<_>>(), vec![b(0, 3)]);
+        assert_eq!(
+            sched(0, 3, None, 1)
+                .bursts(Duration::ZERO)
+                .collect::<Vec<_>>(),
+            vec![b(0, 3)]
+        );
     }
 
     #[test]
@@ -318,7 +355,10 @@ mod tests {
         let s = sched(5, 0, Some(2), 0);
         assert_eq!(s.bursts(Duration::ZERO).next(), None);
         let s = sched(5, 0, Some(2), 1);
-        assert_eq!(s.bursts(Duration::ZERO).take(2).collect::<Vec<_>>(), vec![b(2, 1), b(4, 1)]);
+        assert_eq!(
+            s.bursts(Duration::ZERO).take(2).collect::<Vec<_>>(),
+            vec![b(2, 1), b(4, 1)]
+        );
     }
 
     #[test]
@@ -328,11 +368,25 @@ mod tests {
         inst.garp_master_repeat = 2;
         inst.garp_master_refresh = Some(Duration::from_secs(60));
         inst.garp_master_refresh_repeat = 3;
-        let mut g = GlobalDefs::default();
-        g.vrrp_garp_interval = Duration::from_millis(1);
-        g.vrrp_gna_interval = Duration::from_millis(2);
+        let g = GlobalDefs {
+            vrrp_garp_interval: Duration::from_millis(1),
+            vrrp_gna_interval: Duration::from_millis(2),
+            ..GlobalDefs::default()
+        };
         let s = GarpSchedule::from_config(&inst, &g, false);
-        assert_eq!(s, GarpSchedule { delay: Duration::from_secs(7), repeat: 2, refresh: Some(Duration::from_secs(60)), refresh_repeat: 3, spacing: Duration::from_millis(1) });
-        assert_eq!(GarpSchedule::from_config(&inst, &g, true).spacing, Duration::from_millis(2));
+        assert_eq!(
+            s,
+            GarpSchedule {
+                delay: Duration::from_secs(7),
+                repeat: 2,
+                refresh: Some(Duration::from_secs(60)),
+                refresh_repeat: 3,
+                spacing: Duration::from_millis(1)
+            }
+        );
+        assert_eq!(
+            GarpSchedule::from_config(&inst, &g, true).spacing,
+            Duration::from_millis(2)
+        );
     }
 }

@@ -48,7 +48,12 @@ pub enum Subject<'a> {
 /// The uid/gid a script runs as: its own user, else the global
 /// `script_user`, else ours (`None`).
 pub fn script_ids(script: &Script, global: &GlobalDefs) -> Result<Option<(u32, u32)>, String> {
-    script.run_as.as_ref().or(global.script_user.as_ref()).map(resolve_run_as).transpose()
+    script
+        .run_as
+        .as_ref()
+        .or(global.script_user.as_ref())
+        .map(resolve_run_as)
+        .transpose()
 }
 
 /// The command lines to run for a transition, in keepalived's order: the
@@ -72,7 +77,12 @@ pub fn commands<'a>(
             Subject::Group(n) => ("GROUP", n, 0),
         };
         let mut argv = s.argv.clone();
-        argv.extend([kind.to_string(), name.to_string(), state.as_str().to_string(), prio.to_string()]);
+        argv.extend([
+            kind.to_string(),
+            name.to_string(),
+            state.as_str().to_string(),
+            prio.to_string(),
+        ]);
         out.push((s, argv));
     }
     out
@@ -96,7 +106,9 @@ pub fn notify(
                 continue;
             }
         };
-        let Some((prog, args)) = argv.split_first() else { continue };
+        let Some((prog, args)) = argv.split_first() else {
+            continue;
+        };
         let mut cmd = Command::new(prog);
         cmd.args(args).stdin(std::process::Stdio::null());
         if let Some((uid, gid)) = ids {
@@ -129,7 +141,11 @@ mod tests {
     use super::*;
 
     fn script(cmd: &str) -> Script {
-        Script { command: cmd.into(), argv: cmd.split(' ').map(String::from).collect(), run_as: None }
+        Script {
+            command: cmd.into(),
+            argv: cmd.split(' ').map(String::from).collect(),
+            run_as: None,
+        }
     }
 
     #[test]
@@ -142,11 +158,17 @@ mod tests {
             any: Some(script("/bin/n x")),
         };
         let argv = |subject, state, prio| -> Vec<Vec<String>> {
-            commands(&n, subject, state, prio).into_iter().map(|(_, a)| a).collect()
+            commands(&n, subject, state, prio)
+                .into_iter()
+                .map(|(_, a)| a)
+                .collect()
         };
         assert_eq!(
             argv(Subject::Instance("VI_1"), NotifyState::Master, 150),
-            vec![vec!["/bin/m", "a", "b"], vec!["/bin/n", "x", "INSTANCE", "VI_1", "MASTER", "150"]]
+            vec![
+                vec!["/bin/m", "a", "b"],
+                vec!["/bin/n", "x", "INSTANCE", "VI_1", "MASTER", "150"]
+            ]
         );
         assert_eq!(
             argv(Subject::Instance("VI_1"), NotifyState::Backup, 100),
@@ -154,10 +176,24 @@ mod tests {
         );
         assert_eq!(
             argv(Subject::Group("G"), NotifyState::Fault, 100),
-            vec![vec!["/bin/f"], vec!["/bin/n", "x", "GROUP", "G", "FAULT", "0"]]
+            vec![
+                vec!["/bin/f"],
+                vec!["/bin/n", "x", "GROUP", "G", "FAULT", "0"]
+            ]
         );
-        assert_eq!(argv(Subject::Instance("VI_1"), NotifyState::Stop, 0)[0][4], "STOP");
-        assert!(commands(&Notify::default(), Subject::Instance("x"), NotifyState::Master, 1).is_empty());
+        assert_eq!(
+            argv(Subject::Instance("VI_1"), NotifyState::Stop, 0)[0][4],
+            "STOP"
+        );
+        assert!(
+            commands(
+                &Notify::default(),
+                Subject::Instance("x"),
+                NotifyState::Master,
+                1
+            )
+            .is_empty()
+        );
     }
 
     #[test]
@@ -165,9 +201,19 @@ mod tests {
         let mut g = GlobalDefs::default();
         let mut s = script("/bin/true");
         assert_eq!(script_ids(&s, &g), Ok(None));
-        g.script_user = Some(crate::config::RunAs { user: "0".into(), group: None });
+        g.script_user = Some(crate::config::RunAs {
+            user: "0".into(),
+            group: None,
+        });
         assert_eq!(script_ids(&s, &g), Ok(Some((0, 0))));
-        s.run_as = Some(crate::config::RunAs { user: "no-such-user-here".into(), group: None });
-        assert!(script_ids(&s, &g).unwrap_err().contains("no-such-user-here"));
+        s.run_as = Some(crate::config::RunAs {
+            user: "no-such-user-here".into(),
+            group: None,
+        });
+        assert!(
+            script_ids(&s, &g)
+                .unwrap_err()
+                .contains("no-such-user-here")
+        );
     }
 }

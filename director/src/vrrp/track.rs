@@ -53,7 +53,11 @@ pub enum TrackError {
     #[error("vrrp_script {name}: {reason}")]
     RunAs { name: String, reason: String },
     #[error("track_file {name}: init_file {path}: {reason}")]
-    InitFile { name: String, path: String, reason: String },
+    InitFile {
+        name: String,
+        path: String,
+        reason: String,
+    },
 }
 
 /// A tracked object, by its configured name (interface name for links).
@@ -124,22 +128,39 @@ impl TrackPlan {
     pub fn from_config(cfg: &Config) -> Result<TrackPlan, TrackError> {
         let mut instances = Vec::new();
         for inst in &cfg.instances {
-            let group = cfg.sync_groups.iter().find(|g| g.members.contains(&inst.name));
+            let group = cfg
+                .sync_groups
+                .iter()
+                .find(|g| g.members.contains(&inst.name));
             let owner = inst.priority == PRIORITY_OWNER;
             let unweighted = owner || group.is_some_and(|g| !g.sync_group_tracking_weight);
             let mut entries = Vec::new();
             if !inst.dont_track_primary
                 && let Some(i) = &inst.interface
             {
-                entries.push(Entry { object: Object::Interface(i.clone()), weight: 0, reverse: false });
+                entries.push(Entry {
+                    object: Object::Interface(i.clone()),
+                    weight: 0,
+                    reverse: false,
+                });
             }
-            let own = resolve(cfg, &inst.name, &inst.track_interface, &inst.track_script, &inst.track_file)?;
+            let own = resolve(
+                cfg,
+                &inst.name,
+                &inst.track_interface,
+                &inst.track_script,
+                &inst.track_file,
+            )?;
             for (e, default_weight) in own {
                 let weight = match &e.object {
                     _ if e.weight == 0 || !unweighted => e.weight,
                     // An owner stops tracking a weighted interface; a sync
                     // group tracks it with weight 0.
-                    Object::Interface(_) if owner && group.is_none_or(|g| g.sync_group_tracking_weight) => continue,
+                    Object::Interface(_)
+                        if owner && group.is_none_or(|g| g.sync_group_tracking_weight) =>
+                    {
+                        continue;
+                    }
                     Object::Interface(_) => 0,
                     Object::File(_) if default_weight => 0,
                     Object::Script(_) | Object::File(_) => continue,
@@ -151,7 +172,13 @@ impl TrackPlan {
                     .instances
                     .iter()
                     .any(|i| g.members.contains(&i.name) && i.priority == PRIORITY_OWNER);
-                for (e, _) in resolve(cfg, &inst.name, &g.track_interface, &g.track_script, &g.track_file)? {
+                for (e, _) in resolve(
+                    cfg,
+                    &inst.name,
+                    &g.track_interface,
+                    &g.track_script,
+                    &g.track_file,
+                )? {
                     let weight = if has_owner { 0 } else { e.weight };
                     entries.push(Entry { weight, ..e });
                 }
@@ -168,13 +195,19 @@ impl TrackPlan {
 
     /// Every object some instance tracks.
     pub fn objects(&self) -> HashSet<Object> {
-        self.instances.iter().flat_map(|i| i.entries.iter().map(|e| e.object.clone())).collect()
+        self.instances
+            .iter()
+            .flat_map(|i| i.entries.iter().map(|e| e.object.clone()))
+            .collect()
     }
 
     /// Each instance's verdict from the objects' status, sync groups applied.
     pub fn evaluate(&self, status: &Status) -> BTreeMap<String, Verdict> {
-        let mut out: BTreeMap<String, Verdict> =
-            self.instances.iter().map(|i| (i.instance.clone(), evaluate_instance(i, status))).collect();
+        let mut out: BTreeMap<String, Verdict> = self
+            .instances
+            .iter()
+            .map(|i| (i.instance.clone(), evaluate_instance(i, status)))
+            .collect();
         let mut groups: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
         for i in &self.instances {
             if let Some(g) = &i.group {
@@ -215,7 +248,11 @@ fn resolve(
 ) -> Result<Vec<(Entry, bool)>, TrackError> {
     let mut out = Vec::new();
     for t in ifs {
-        let e = Entry { object: Object::Interface(t.name.clone()), weight: t.weight.unwrap_or(0), reverse: t.reverse };
+        let e = Entry {
+            object: Object::Interface(t.name.clone()),
+            weight: t.weight.unwrap_or(0),
+            reverse: t.reverse,
+        };
         out.push((e, false));
     }
     for t in scripts {
@@ -233,10 +270,16 @@ fn resolve(
         out.push((e, false));
     }
     for t in files {
-        let f = find_file(cfg, &t.name)
-            .ok_or_else(|| TrackError::UnknownFile { instance: instance.to_string(), name: t.name.clone() })?;
+        let f = find_file(cfg, &t.name).ok_or_else(|| TrackError::UnknownFile {
+            instance: instance.to_string(),
+            name: t.name.clone(),
+        })?;
         let weight = t.weight.unwrap_or(f.weight);
-        let e = Entry { object: Object::File(t.name.clone()), weight, reverse: t.reverse || f.reverse };
+        let e = Entry {
+            object: Object::File(t.name.clone()),
+            weight,
+            reverse: t.reverse || f.reverse,
+        };
         out.push((e, weight == 1));
     }
     Ok(out)
@@ -291,7 +334,9 @@ fn evaluate_instance(plan: &InstancePlan, status: &Status) -> Verdict {
                 } else {
                     let s = (i128::from(v) * i128::from(w) * i128::from(m)).clamp(-254, 253) as i64;
                     if s == -254 {
-                        fault.get_or_insert_with(|| format!("{} has value {v} (× weight {w})", e.object));
+                        fault.get_or_insert_with(|| {
+                            format!("{} has value {v} (× weight {w})", e.object)
+                        });
                     } else {
                         delta += s;
                     }
@@ -322,9 +367,19 @@ impl ScriptCounter {
     pub fn new(s: &VrrpScript) -> Self {
         let (rise, fall) = (s.rise.max(1), s.fall.max(1));
         if s.init_fail {
-            ScriptCounter { result: 0, rise, fall, state: Some(false) }
+            ScriptCounter {
+                result: 0,
+                rise,
+                fall,
+                state: Some(false),
+            }
         } else {
-            ScriptCounter { result: rise - 1, rise, fall, state: None }
+            ScriptCounter {
+                result: rise - 1,
+                rise,
+                fall,
+                state: None,
+            }
         }
     }
 
@@ -371,10 +426,18 @@ pub fn parse_track_value(s: &str) -> Option<i64> {
     } else {
         (10, s)
     };
-    let end = digits.find(|c: char| !c.is_digit(radix)).unwrap_or(digits.len());
-    let v = if end == 0 { 0 } else { i64::from_str_radix(&digits[..end], radix).ok()? };
+    let end = digits
+        .find(|c: char| !c.is_digit(radix))
+        .unwrap_or(digits.len());
+    let v = if end == 0 {
+        0
+    } else {
+        i64::from_str_radix(&digits[..end], radix).ok()?
+    };
     let v = if neg { -v } else { v };
-    (i64::from(i32::MIN)..=i64::from(i32::MAX) + 1).contains(&v).then_some(v)
+    (i64::from(i32::MIN)..=i64::from(i32::MAX) + 1)
+        .contains(&v)
+        .then_some(v)
 }
 
 /// Sent whenever an instance's tracking verdict changes (and once at start,
@@ -409,7 +472,10 @@ struct ScriptJob {
 }
 
 enum Event {
-    Script { name: String, outcome: ScriptOutcome },
+    Script {
+        name: String,
+        outcome: ScriptOutcome,
+    },
     Links(HashMap<String, bool>),
     Files(HashMap<String, i64>),
 }
@@ -426,10 +492,15 @@ impl Tracker {
             match o {
                 Object::Script(name) => {
                     let s = find_script(cfg, name).expect("resolved by from_config");
-                    let script: &Script =
-                        s.script.as_ref().ok_or_else(|| TrackError::NoCommand { name: name.clone() })?;
-                    let ids = script_ids(script, &cfg.global)
-                        .map_err(|reason| TrackError::RunAs { name: name.clone(), reason })?;
+                    let script: &Script = s
+                        .script
+                        .as_ref()
+                        .ok_or_else(|| TrackError::NoCommand { name: name.clone() })?;
+                    let ids =
+                        script_ids(script, &cfg.global).map_err(|reason| TrackError::RunAs {
+                            name: name.clone(),
+                            reason,
+                        })?;
                     scripts.push(ScriptJob {
                         name: name.clone(),
                         command: script.command.clone(),
@@ -441,14 +512,19 @@ impl Tracker {
                 }
                 Object::File(name) => {
                     let f = find_file(cfg, name).expect("resolved by from_config");
-                    let path = f.file.clone().ok_or_else(|| TrackError::NoPath { name: name.clone() })?;
+                    let path = f
+                        .file
+                        .clone()
+                        .ok_or_else(|| TrackError::NoPath { name: name.clone() })?;
                     if let Some(init) = &f.init_file
                         && (init.overwrite || !std::path::Path::new(&path).exists())
                     {
-                        std::fs::write(&path, format!("{}\n", init.value)).map_err(|e| TrackError::InitFile {
-                            name: name.clone(),
-                            path: path.clone(),
-                            reason: e.to_string(),
+                        std::fs::write(&path, format!("{}\n", init.value)).map_err(|e| {
+                            TrackError::InitFile {
+                                name: name.clone(),
+                                path: path.clone(),
+                                reason: e.to_string(),
+                            }
                         })?;
                     }
                     files.push((name.clone(), path));
@@ -456,7 +532,12 @@ impl Tracker {
                 Object::Interface(_) => {}
             }
         }
-        Ok(Tracker { plan, scripts, files, poll: POLL })
+        Ok(Tracker {
+            plan,
+            scripts,
+            files,
+            poll: POLL,
+        })
     }
 
     /// The resolved plan (for status output and tests).
@@ -471,7 +552,12 @@ impl Tracker {
     }
 
     async fn run(self, tx: mpsc::Sender<TrackUpdate>) {
-        let Tracker { plan, scripts, files, poll } = self;
+        let Tracker {
+            plan,
+            scripts,
+            files,
+            poll,
+        } = self;
         let (etx, mut erx) = mpsc::channel::<Event>(64);
         let mut status = Status::default();
         let mut counters = HashMap::new();
@@ -489,10 +575,32 @@ impl Tracker {
                 _ => None,
             })
             .collect();
-        status.links = read_links(&links).await;
+        let netlink = if links.is_empty() {
+            None
+        } else {
+            match rtnetlink::new_connection() {
+                Ok((conn, handle, _)) => {
+                    tasks.spawn(conn);
+                    Some(handle)
+                }
+                Err(e) => {
+                    warn!("tracking: cannot open rtnetlink ({e}); tracked interfaces read as down");
+                    None
+                }
+            }
+        };
+        status.links = read_links(netlink.as_ref(), &links).await;
         status.files = read_files(&files, &HashMap::new());
         if !links.is_empty() || !files.is_empty() {
-            tasks.spawn(poll_loop(links, files.clone(), poll, etx.clone()));
+            let seen = (status.links.clone(), status.files.clone());
+            tasks.spawn(poll_loop(
+                netlink,
+                links,
+                files.clone(),
+                seen,
+                poll,
+                etx.clone(),
+            ));
         }
         drop(etx);
         let mut sent: BTreeMap<String, Verdict> = BTreeMap::new();
@@ -513,7 +621,14 @@ impl Tracker {
                     }
                     Verdict::Pending => unreachable!(),
                 };
-                if tx.send(TrackUpdate { instance: instance.clone(), priority }).await.is_err() {
+                if tx
+                    .send(TrackUpdate {
+                        instance: instance.clone(),
+                        priority,
+                    })
+                    .await
+                    .is_err()
+                {
                     return;
                 }
                 sent.insert(instance, v);
@@ -527,7 +642,11 @@ impl Tracker {
                         continue;
                     }
                     status.scripts.insert(name.clone(), c.state());
-                    let what = if ok { "succeeded".to_string() } else { format!("failed ({})", describe(&outcome)) };
+                    let what = if ok {
+                        "succeeded".to_string()
+                    } else {
+                        format!("failed ({})", describe(&outcome))
+                    };
                     info!(script = %name, "VRRP_Script({name}) {what}");
                     format!("script {name} {what}")
                 }
@@ -552,8 +671,11 @@ fn changes<V: PartialEq, S: std::fmt::Display>(
     new: &HashMap<String, V>,
     show: impl Fn(&V) -> S,
 ) -> String {
-    let mut out: Vec<String> =
-        new.iter().filter(|(k, v)| old.get(*k) != Some(*v)).map(|(k, v)| format!("{k} {}", show(v))).collect();
+    let mut out: Vec<String> = new
+        .iter()
+        .filter(|(k, v)| old.get(*k) != Some(*v))
+        .map(|(k, v)| format!("{k} {}", show(v)))
+        .collect();
     out.sort();
     out.join(", ")
 }
@@ -573,18 +695,32 @@ async fn script_loop(job: ScriptJob, tx: mpsc::Sender<Event>) {
     loop {
         tick.tick().await;
         let (outcome, _) = run_script(&job.command, job.ids, job.timeout).await;
-        if tx.send(Event::Script { name: job.name.clone(), outcome }).await.is_err() {
+        if tx
+            .send(Event::Script {
+                name: job.name.clone(),
+                outcome,
+            })
+            .await
+            .is_err()
+        {
             return;
         }
     }
 }
 
-async fn poll_loop(links: Vec<String>, files: Vec<(String, String)>, every: Duration, tx: mpsc::Sender<Event>) {
-    let mut last_links = read_links(&links).await;
-    let mut last_files = read_files(&files, &HashMap::new());
+/// Re-reads links and files every `every`, reporting changes from `seen`.
+async fn poll_loop(
+    netlink: Option<rtnetlink::Handle>,
+    links: Vec<String>,
+    files: Vec<(String, String)>,
+    seen: (HashMap<String, bool>, HashMap<String, i64>),
+    every: Duration,
+    tx: mpsc::Sender<Event>,
+) {
+    let (mut last_links, mut last_files) = seen;
     loop {
         tokio::time::sleep(every).await;
-        let l = read_links(&links).await;
+        let l = read_links(netlink.as_ref(), &links).await;
         if l != last_links {
             last_links = l.clone();
             if tx.send(Event::Links(l)).await.is_err() {
@@ -603,16 +739,12 @@ async fn poll_loop(links: Vec<String>, files: Vec<(String, String)>, every: Dura
 
 /// Whether each interface is up with carrier (IFF_UP and IFF_RUNNING, as
 /// keepalived's IF_FLAGS_UP); a missing interface is down.
-async fn read_links(names: &[String]) -> HashMap<String, bool> {
+async fn read_links(
+    netlink: Option<&rtnetlink::Handle>,
+    names: &[String],
+) -> HashMap<String, bool> {
     let mut out: HashMap<String, bool> = names.iter().map(|n| (n.clone(), false)).collect();
-    if names.is_empty() {
-        return out;
-    }
-    let Ok((conn, handle, _)) = rtnetlink::new_connection() else {
-        warn!("tracking: cannot open rtnetlink; tracked interfaces read as down");
-        return out;
-    };
-    let conn = tokio::spawn(conn);
+    let Some(handle) = netlink else { return out };
     let mut links = handle.link().get().execute();
     while let Ok(Some(l)) = links.try_next().await {
         let name = l.attributes.iter().find_map(|a| match a {
@@ -627,7 +759,6 @@ async fn read_links(names: &[String]) -> HashMap<String, bool> {
             *up = f.contains(LinkFlags::Up) && f.contains(LinkFlags::Running);
         }
     }
-    conn.abort();
     out
 }
 
@@ -657,7 +788,11 @@ mod tests {
     use super::*;
 
     fn entry(o: Object, weight: i32, reverse: bool) -> Entry {
-        Entry { object: o, weight, reverse }
+        Entry {
+            object: o,
+            weight,
+            reverse,
+        }
     }
     fn script(n: &str) -> Object {
         Object::Script(n.into())
@@ -669,9 +804,18 @@ mod tests {
         Object::File(n.into())
     }
     fn plan(base: u8, entries: Vec<Entry>) -> InstancePlan {
-        InstancePlan { instance: "VI".into(), base, group: None, entries }
+        InstancePlan {
+            instance: "VI".into(),
+            base,
+            group: None,
+            entries,
+        }
     }
-    fn st(scripts: &[(&str, Option<bool>)], links: &[(&str, bool)], files: &[(&str, i64)]) -> Status {
+    fn st(
+        scripts: &[(&str, Option<bool>)],
+        links: &[(&str, bool)],
+        files: &[(&str, i64)],
+    ) -> Status {
         Status {
             scripts: scripts.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             links: links.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
@@ -688,21 +832,36 @@ mod tests {
         let bad = st(&[("s", Some(false))], &[], &[]);
         // weight > 0: added while OK.
         let p = plan(100, vec![entry(script("s"), 10, false)]);
-        assert_eq!((eval(&p, &ok), eval(&p, &bad)), (Verdict::Priority(110), Verdict::Priority(100)));
+        assert_eq!(
+            (eval(&p, &ok), eval(&p, &bad)),
+            (Verdict::Priority(110), Verdict::Priority(100))
+        );
         // weight < 0: subtracted while failed.
         let p = plan(100, vec![entry(script("s"), -10, false)]);
-        assert_eq!((eval(&p, &ok), eval(&p, &bad)), (Verdict::Priority(100), Verdict::Priority(90)));
+        assert_eq!(
+            (eval(&p, &ok), eval(&p, &bad)),
+            (Verdict::Priority(100), Verdict::Priority(90))
+        );
         // reverse: the direction flips (not the status).
         let p = plan(100, vec![entry(script("s"), 10, true)]);
-        assert_eq!((eval(&p, &ok), eval(&p, &bad)), (Verdict::Priority(90), Verdict::Priority(100)));
+        assert_eq!(
+            (eval(&p, &ok), eval(&p, &bad)),
+            (Verdict::Priority(90), Verdict::Priority(100))
+        );
         let p = plan(100, vec![entry(script("s"), -10, true)]);
-        assert_eq!((eval(&p, &ok), eval(&p, &bad)), (Verdict::Priority(100), Verdict::Priority(110)));
+        assert_eq!(
+            (eval(&p, &ok), eval(&p, &bad)),
+            (Verdict::Priority(100), Verdict::Priority(110))
+        );
         // weight 0: FAULT on failure; reverse: FAULT on success.
         let p = plan(100, vec![entry(script("s"), 0, false)]);
         assert_eq!(eval(&p, &ok), Verdict::Priority(100));
         assert_eq!(eval(&p, &bad), Verdict::Fault("script s failed".into()));
         let p = plan(100, vec![entry(script("s"), 0, true)]);
-        assert_eq!(eval(&p, &ok), Verdict::Fault("script s is OK (reverse)".into()));
+        assert_eq!(
+            eval(&p, &ok),
+            Verdict::Fault("script s is OK (reverse)".into())
+        );
         assert_eq!(eval(&p, &bad), Verdict::Priority(100));
     }
 
@@ -722,10 +881,25 @@ mod tests {
 
     #[test]
     fn interfaces() {
-        let p = plan(100, vec![entry(iface("eth0"), 0, false), entry(iface("eth1"), -20, false)]);
-        assert_eq!(eval(&p, &st(&[], &[("eth0", true), ("eth1", true)], &[])), Verdict::Priority(100));
-        assert_eq!(eval(&p, &st(&[], &[("eth0", true), ("eth1", false)], &[])), Verdict::Priority(80));
-        assert_eq!(eval(&p, &st(&[], &[("eth1", true)], &[])), Verdict::Fault("interface eth0 is down".into()));
+        let p = plan(
+            100,
+            vec![
+                entry(iface("eth0"), 0, false),
+                entry(iface("eth1"), -20, false),
+            ],
+        );
+        assert_eq!(
+            eval(&p, &st(&[], &[("eth0", true), ("eth1", true)], &[])),
+            Verdict::Priority(100)
+        );
+        assert_eq!(
+            eval(&p, &st(&[], &[("eth0", true), ("eth1", false)], &[])),
+            Verdict::Priority(80)
+        );
+        assert_eq!(
+            eval(&p, &st(&[], &[("eth1", true)], &[])),
+            Verdict::Fault("interface eth0 is down".into())
+        );
     }
 
     #[test]
@@ -742,7 +916,13 @@ mod tests {
         assert_eq!(eval(&p, &f(5)), Verdict::Priority(90));
         // weight 0: non-zero value is FAULT; reverse: zero is FAULT.
         let p = plan(100, vec![entry(file("f"), 0, false)]);
-        assert_eq!((eval(&p, &f(0)), eval(&p, &f(3))), (Verdict::Priority(100), Verdict::Fault("track_file f has value 3".into())));
+        assert_eq!(
+            (eval(&p, &f(0)), eval(&p, &f(3))),
+            (
+                Verdict::Priority(100),
+                Verdict::Fault("track_file f has value 3".into())
+            )
+        );
         let p = plan(100, vec![entry(file("f"), 0, true)]);
         assert!(matches!(eval(&p, &f(0)), Verdict::Fault(_)));
         assert_eq!(eval(&p, &f(7)), Verdict::Priority(100));
@@ -753,11 +933,23 @@ mod tests {
     #[test]
     fn unknown_scripts_hold_weight_zero_back_and_count_nothing_weighted() {
         let s = st(&[("z", None), ("w", None)], &[], &[]);
-        assert_eq!(eval(&plan(100, vec![entry(script("w"), 10, false)]), &s), Verdict::Priority(100));
-        assert_eq!(eval(&plan(100, vec![entry(script("w"), -10, false)]), &s), Verdict::Priority(100));
-        assert_eq!(eval(&plan(100, vec![entry(script("z"), 0, false)]), &s), Verdict::Pending);
+        assert_eq!(
+            eval(&plan(100, vec![entry(script("w"), 10, false)]), &s),
+            Verdict::Priority(100)
+        );
+        assert_eq!(
+            eval(&plan(100, vec![entry(script("w"), -10, false)]), &s),
+            Verdict::Priority(100)
+        );
+        assert_eq!(
+            eval(&plan(100, vec![entry(script("z"), 0, false)]), &s),
+            Verdict::Pending
+        );
         // FAULT wins over pending.
-        let p = plan(100, vec![entry(script("z"), 0, false), entry(iface("eth0"), 0, false)]);
+        let p = plan(
+            100,
+            vec![entry(script("z"), 0, false), entry(iface("eth0"), 0, false)],
+        );
         assert!(matches!(eval(&p, &s), Verdict::Fault(_)));
     }
 
@@ -797,7 +989,20 @@ mod tests {
 
     #[test]
     fn strtol_like_values() {
-        for (s, v) in [("42\n", Some(42)), ("  -7 ", Some(-7)), ("0x10", Some(16)), ("010", Some(8)), ("", Some(0)), ("abc", Some(0)), ("12abc", Some(12)), ("+3", Some(3)), ("0", Some(0)), ("2147483648", Some(2147483648)), ("2147483649", None), ("-2147483649", None)] {
+        for (s, v) in [
+            ("42\n", Some(42)),
+            ("  -7 ", Some(-7)),
+            ("0x10", Some(16)),
+            ("010", Some(8)),
+            ("", Some(0)),
+            ("abc", Some(0)),
+            ("12abc", Some(12)),
+            ("+3", Some(3)),
+            ("0", Some(0)),
+            ("2147483648", Some(2147483648)),
+            ("2147483649", None),
+            ("-2147483649", None),
+        ] {
             assert_eq!(parse_track_value(s), v, "{s:?}");
         }
     }
@@ -906,14 +1111,31 @@ vrrp_sync_group G {
                 entry(script("chk_up"), 10, false),
             ]
         );
-        assert_eq!(p.instances[2].entries, vec![entry(iface("eth0"), 0, false), entry(script("chk_up"), 10, false)]);
+        assert_eq!(
+            p.instances[2].entries,
+            vec![
+                entry(iface("eth0"), 0, false),
+                entry(script("chk_up"), 10, false)
+            ]
+        );
         // A member's FAULT is the group's.
-        let s = st(&[("chk_up", Some(true)), ("chk_must", Some(false))], &[("eth0", true), ("eth1", true), ("eth2", true)], &[("tf", 0)]);
+        let s = st(
+            &[("chk_up", Some(true)), ("chk_must", Some(false))],
+            &[("eth0", true), ("eth1", true), ("eth2", true)],
+            &[("tf", 0)],
+        );
         let v = p.evaluate(&s);
         assert_eq!(v["A"], Verdict::Fault("script chk_must failed".into()));
         assert_eq!(v["B"], Verdict::Fault("script chk_must failed".into()));
-        assert_eq!(v["C"], Verdict::Fault("sync group G: B: script chk_must failed".into()));
-        let s = st(&[("chk_up", Some(true)), ("chk_must", Some(true))], &[("eth0", true), ("eth1", false), ("eth2", true)], &[("tf", 4)]);
+        assert_eq!(
+            v["C"],
+            Verdict::Fault("sync group G: B: script chk_must failed".into())
+        );
+        let s = st(
+            &[("chk_up", Some(true)), ("chk_must", Some(true))],
+            &[("eth0", true), ("eth1", false), ("eth2", true)],
+            &[("tf", 4)],
+        );
         let v = p.evaluate(&s);
         assert_eq!(v["A"], Verdict::Priority(100 - 5 + 10 + 4));
         assert!(matches!(&v["B"], Verdict::Fault(w) if w == "interface eth1 is down"));
@@ -926,7 +1148,10 @@ vrrp_sync_group G {
         let c = crate::config::load_str(text, "t.conf", &Default::default()).config;
         assert_eq!(
             TrackPlan::from_config(&c),
-            Err(TrackError::UnknownScript { instance: "A".into(), name: "nope".into() })
+            Err(TrackError::UnknownScript {
+                instance: "A".into(),
+                name: "nope".into()
+            })
         );
     }
 }

@@ -12,7 +12,9 @@
 use futures::TryStreamExt;
 use rtnetlink::{
     Handle, LinkMacVlan, LinkUnspec,
-    packet_route::link::{InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode},
+    packet_route::link::{
+        InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode,
+    },
 };
 
 use super::announce::Mac;
@@ -31,7 +33,11 @@ pub enum VmacError {
     #[error("VMAC {name}: an interface of that name exists and is not a macvlan on {base}")]
     NameInUse { name: String, base: String },
     #[error("VMAC {name} on {base}: {reason}")]
-    Netlink { name: String, base: String, reason: String },
+    Netlink {
+        name: String,
+        base: String,
+        reason: String,
+    },
 }
 
 /// The macvlan an instance needs.
@@ -54,21 +60,46 @@ impl VmacSpec {
     /// `None` when the instance has no `use_vmac`; `ipv6` is the instance's
     /// family (its VIPs').
     pub fn from_config(inst: &VrrpInstance, ipv6: bool) -> Result<Option<VmacSpec>, VmacError> {
-        let Some(v) = &inst.use_vmac else { return Ok(None) };
-        let base = inst.interface.clone().ok_or_else(|| VmacError::NoInterface { instance: inst.name.clone() })?;
-        let name = v.name.clone().unwrap_or_else(|| format!("vrrp.{}", inst.virtual_router_id));
+        let Some(v) = &inst.use_vmac else {
+            return Ok(None);
+        };
+        let base = inst
+            .interface
+            .clone()
+            .ok_or_else(|| VmacError::NoInterface {
+                instance: inst.name.clone(),
+            })?;
+        let name = v
+            .name
+            .clone()
+            .unwrap_or_else(|| format!("vrrp.{}", inst.virtual_router_id));
         if name.len() > 15 {
-            return Err(VmacError::BadName { instance: inst.name.clone(), name });
+            return Err(VmacError::BadName {
+                instance: inst.name.clone(),
+                name,
+            });
         }
         let mac = match &v.mac {
             None => virtual_mac(inst.virtual_router_id, ipv6),
-            Some(m) => parse_mac(m).ok_or_else(|| VmacError::BadMac { instance: inst.name.clone(), mac: m.clone() })?,
+            Some(m) => parse_mac(m).ok_or_else(|| VmacError::BadMac {
+                instance: inst.name.clone(),
+                mac: m.clone(),
+            })?,
         };
-        Ok(Some(VmacSpec { name, base, mac, ipv4: !ipv6 }))
+        Ok(Some(VmacSpec {
+            name,
+            base,
+            mac,
+            ipv4: !ipv6,
+        }))
     }
 
     fn err(&self, e: impl std::fmt::Display) -> VmacError {
-        VmacError::Netlink { name: self.name.clone(), base: self.base.clone(), reason: e.to_string() }
+        VmacError::Netlink {
+            name: self.name.clone(),
+            base: self.base.clone(),
+            reason: e.to_string(),
+        }
     }
 
     /// Creates the macvlan (or adopts ours, fixing its MAC) and brings it
@@ -77,15 +108,29 @@ impl VmacSpec {
         let base = link(handle, &self.base)
             .await
             .map_err(|e| self.err(e))?
-            .ok_or_else(|| VmacError::NoBase { name: self.name.clone(), base: self.base.clone() })?;
+            .ok_or_else(|| VmacError::NoBase {
+                name: self.name.clone(),
+                base: self.base.clone(),
+            })?;
         let base_index = base.header.index;
         let index = match link(handle, &self.name).await.map_err(|e| self.err(e))? {
             Some(l) => {
                 if !is_macvlan_on(&l, base_index) {
-                    return Err(VmacError::NameInUse { name: self.name.clone(), base: self.base.clone() });
+                    return Err(VmacError::NameInUse {
+                        name: self.name.clone(),
+                        base: self.base.clone(),
+                    });
                 }
-                let msg = LinkUnspec::new_with_index(l.header.index).address(self.mac.to_vec()).up().build();
-                handle.link().change(msg).execute().await.map_err(|e| self.err(e))?;
+                let msg = LinkUnspec::new_with_index(l.header.index)
+                    .address(self.mac.to_vec())
+                    .up()
+                    .build();
+                handle
+                    .link()
+                    .change(msg)
+                    .execute()
+                    .await
+                    .map_err(|e| self.err(e))?;
                 l.header.index
             }
             None => {
@@ -93,7 +138,12 @@ impl VmacSpec {
                     .address(self.mac.to_vec())
                     .up()
                     .build();
-                handle.link().add(msg).execute().await.map_err(|e| self.err(e))?;
+                handle
+                    .link()
+                    .add(msg)
+                    .execute()
+                    .await
+                    .map_err(|e| self.err(e))?;
                 link(handle, &self.name)
                     .await
                     .map_err(|e| self.err(e))?
@@ -120,10 +170,15 @@ impl VmacSpec {
     /// Deletes the macvlan (instance stopped). Ok(false) if it was gone; an
     /// interface of that name that is not ours is left alone.
     pub async fn remove(&self, handle: &Handle) -> Result<bool, VmacError> {
-        let Some(l) = link(handle, &self.name).await.map_err(|e| self.err(e))? else { return Ok(false) };
+        let Some(l) = link(handle, &self.name).await.map_err(|e| self.err(e))? else {
+            return Ok(false);
+        };
         let base = link(handle, &self.base).await.map_err(|e| self.err(e))?;
         if !base.is_some_and(|b| is_macvlan_on(&l, b.header.index)) {
-            return Err(VmacError::NameInUse { name: self.name.clone(), base: self.base.clone() });
+            return Err(VmacError::NameInUse {
+                name: self.name.clone(),
+                base: self.base.clone(),
+            });
         }
         match handle.link().del(l.header.index).execute().await {
             Ok(()) => Ok(true),
@@ -147,7 +202,14 @@ fn parse_mac(s: &str) -> Option<Mac> {
 }
 
 async fn link(handle: &Handle, name: &str) -> Result<Option<LinkMessage>, rtnetlink::Error> {
-    match handle.link().get().match_name(name.to_string()).execute().try_next().await {
+    match handle
+        .link()
+        .get()
+        .match_name(name.to_string())
+        .execute()
+        .try_next()
+        .await
+    {
         Ok(l) => Ok(l),
         Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::ENODEV => Ok(None),
         Err(e) => Err(e),
@@ -160,7 +222,9 @@ fn is_macvlan_on(l: &LinkMessage, base_index: u32) -> bool {
     for a in &l.attributes {
         match a {
             LinkAttribute::LinkInfo(infos) => {
-                kind = infos.iter().any(|i| matches!(i, LinkInfo::Kind(InfoKind::MacVlan)));
+                kind = infos
+                    .iter()
+                    .any(|i| matches!(i, LinkInfo::Kind(InfoKind::MacVlan)));
             }
             LinkAttribute::Link(i) => parent = *i == base_index,
             _ => {}
@@ -200,25 +264,66 @@ mod tests {
         inst.interface = Some("eth0".into());
         inst.virtual_router_id = 7;
         assert_eq!(VmacSpec::from_config(&inst, false).unwrap(), None);
-        inst.use_vmac = Some(Vmac { name: None, mac: None });
+        inst.use_vmac = Some(Vmac {
+            name: None,
+            mac: None,
+        });
         let s = VmacSpec::from_config(&inst, false).unwrap().unwrap();
-        assert_eq!(s, VmacSpec { name: "vrrp.7".into(), base: "eth0".into(), mac: [0, 0, 0x5e, 0, 1, 7], ipv4: true });
-        inst.use_vmac = Some(Vmac { name: Some("vmac7".into()), mac: Some("02:aa:bb:cc:dd:0e".into()) });
+        assert_eq!(
+            s,
+            VmacSpec {
+                name: "vrrp.7".into(),
+                base: "eth0".into(),
+                mac: [0, 0, 0x5e, 0, 1, 7],
+                ipv4: true
+            }
+        );
+        inst.use_vmac = Some(Vmac {
+            name: Some("vmac7".into()),
+            mac: Some("02:aa:bb:cc:dd:0e".into()),
+        });
         let s = VmacSpec::from_config(&inst, true).unwrap().unwrap();
-        assert_eq!((s.name.as_str(), s.mac, s.ipv4), ("vmac7", [2, 0xaa, 0xbb, 0xcc, 0xdd, 0x0e], false));
-        inst.use_vmac = Some(Vmac { name: None, mac: Some("02:aa:bb:cc:dd".into()) });
-        assert!(matches!(VmacSpec::from_config(&inst, false), Err(VmacError::BadMac { .. })));
-        inst.use_vmac = Some(Vmac { name: Some("a-name-too-long-for-linux".into()), mac: None });
-        assert!(matches!(VmacSpec::from_config(&inst, false), Err(VmacError::BadName { .. })));
+        assert_eq!(
+            (s.name.as_str(), s.mac, s.ipv4),
+            ("vmac7", [2, 0xaa, 0xbb, 0xcc, 0xdd, 0x0e], false)
+        );
+        inst.use_vmac = Some(Vmac {
+            name: None,
+            mac: Some("02:aa:bb:cc:dd".into()),
+        });
+        assert!(matches!(
+            VmacSpec::from_config(&inst, false),
+            Err(VmacError::BadMac { .. })
+        ));
+        inst.use_vmac = Some(Vmac {
+            name: Some("a-name-too-long-for-linux".into()),
+            mac: None,
+        });
+        assert!(matches!(
+            VmacSpec::from_config(&inst, false),
+            Err(VmacError::BadName { .. })
+        ));
         inst.interface = None;
-        inst.use_vmac = Some(Vmac { name: None, mac: None });
-        assert!(matches!(VmacSpec::from_config(&inst, false), Err(VmacError::NoInterface { .. })));
+        inst.use_vmac = Some(Vmac {
+            name: None,
+            mac: None,
+        });
+        assert!(matches!(
+            VmacSpec::from_config(&inst, false),
+            Err(VmacError::NoInterface { .. })
+        ));
     }
 
     #[test]
     fn mac_parsing() {
         assert_eq!(parse_mac("0:0:5e:0:1:a"), Some([0, 0, 0x5e, 0, 1, 0xa]));
-        for bad in ["", "00:00:5e:00:01", "00:00:5e:00:01:02:03", "000:00:5e:00:01:02", "zz:00:5e:00:01:02"] {
+        for bad in [
+            "",
+            "00:00:5e:00:01",
+            "00:00:5e:00:01:02:03",
+            "000:00:5e:00:01:02",
+            "zz:00:5e:00:01:02",
+        ] {
             assert_eq!(parse_mac(bad), None, "{bad}");
         }
     }
