@@ -9,9 +9,9 @@
 //! loopback with arp_ignore/arp_announce; a passing XDP program on the
 //! director-facing bridge port; TX checksum offload off on the client and on
 //! that port. The difference: nothing here programs the data plane. The
-//! daemon reads the configuration, adds the VIP to its eth0 (a static VIP,
-//! from `virtual_ipaddress`), resolves the real servers' next hops and
-//! applies the services itself.
+//! daemon reads the configuration, becomes VRRP master (it is alone on
+//! the link) and adds the VIP to its eth0, resolves the real servers' next
+//! hops and applies the services itself.
 //!
 //! The daemon is started with `nsenter --net` rather than `ip netns exec`:
 //! the latter remounts /sys, which would hide the host's bpffs pins. Every
@@ -65,6 +65,10 @@ const RS_NAMES: [&str; 3] = ["rs1", "rs2", "rs3"];
 const METRICS_PORT: u16 = 19612;
 /// The vrrp_instance's router id in a good configuration.
 const VRID: u32 = 51;
+
+/// How long a lone `state MASTER` VRRP instance may take to hold the VIP
+/// (advert_int 1 + skew 0.6 s, and a margin for a loaded machine).
+const VRRP_MASTER_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connect, write and read timeout of every client connection.
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
@@ -845,8 +849,17 @@ impl Lab {
     fn bring_up(&self) -> Result<()> {
         self.daemon.start()?;
         self.daemon.wait_ready(READY_TIMEOUT)?;
-        let addrs = self.dir.ip(&["-4", "addr", "show", "dev", "eth0"])?;
-        ensure!(addrs.contains(&format!("inet {VIP}/32")), "the daemon did not add the VIP to eth0: {addrs}");
+        // Alone on the link, the `state MASTER` instance takes over after
+        // advert_int + skew (1.6 s).
+        let deadline = Instant::now() + VRRP_MASTER_TIMEOUT;
+        loop {
+            let addrs = self.dir.ip(&["-4", "addr", "show", "dev", "eth0"])?;
+            if addrs.contains(&format!("inet {VIP}/32")) {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "the daemon did not add the VIP to eth0 within {VRRP_MASTER_TIMEOUT:?}: {addrs}");
+            std::thread::sleep(POLL);
+        }
         // Every real server applied (the listing's weight is the data
         // plane's), then one connection through the VIP.
         let deadline = Instant::now() + FORWARD_TIMEOUT;

@@ -64,24 +64,49 @@ pub fn up() -> Result<()> {
         }
     }
 
-    // Restart director so the lab always runs the binary just built.
-    stop("dir1");
-    stop("sw");
+    // Restart the directors so the lab always runs the binary just built.
+    for who in ["dir1", "dir2", "sw"] {
+        stop(who);
+    }
     let director = root().join("target/debug/director");
     // A frame XDP_TX'd out of a veth is dropped unless the peer runs XDP
-    // too: a director with no services on the switch port passes them.
+    // too: a director with no services on the switch ports passes them.
     let sw_sock = format!("{STATE_DIR}/sw.sock");
     let sw_pins = pins("sw");
-    spawn_in(SWITCH, "sw", &director, &["-f", "/dev/null", "--iface", "dir1", "--socket", &sw_sock, "--bpffs-dir", &sw_pins])?;
+    let sw_args = ["-f", "/dev/null", "--iface", "dir1", "--iface", "dir2", "--socket", &sw_sock, "--bpffs-dir", &sw_pins];
+    spawn_in(SWITCH, "sw", &director, &sw_args)?;
     wait_for_log("sw", "ready", Duration::from_secs(20))?;
+    // Seed 002's pair: dir1 is the VRRP master, dir2 the backup, with the
+    // same services, so either forwards every connection the same way.
     let conf = root().join("conf/director.conf");
-    let sock = socket();
-    let dir1_pins = pins("dir1");
-    let args = ["-f", conf.to_str().context("non-UTF-8 path")?, "--iface", "eth0", "--socket", &sock, "--bpffs-dir", &dir1_pins];
-    spawn("dir1", &director, &args)?;
-    wait_for_log("dir1", "ready", Duration::from_secs(30))?;
+    let backup = Path::new(STATE_DIR).join("dir2.conf");
+    fs::write(&backup, backup_config(&fs::read_to_string(&conf)?)?)?;
+    for (who, conf) in [("dir1", conf.as_path()), ("dir2", backup.as_path())] {
+        let (sock, who_pins) = (socket(who), pins(who));
+        let conf = conf.to_str().context("non-UTF-8 path")?;
+        let metrics = format!("127.0.0.1:{}", if who == "dir1" { 9612 } else { 9613 });
+        let args = ["-f", conf, "--iface", "eth0", "--socket", &sock, "--bpffs-dir", &who_pins, "--metrics-listen", &metrics];
+        spawn(who, &director, &args)?;
+    }
+    for who in ["dir1", "dir2"] {
+        wait_for_log(who, "ready", Duration::from_secs(30))?;
+    }
+    wait_for_log("dir1", "Entering MASTER STATE", Duration::from_secs(10))?;
 
     report()
+}
+
+/// dir2's configuration: conf/director.conf as the backup node, the way its
+/// comments say the second director differs.
+fn backup_config(master: &str) -> Result<String> {
+    let mut out = master.to_string();
+    for (from, to) in [("router_id director1", "router_id director2"), ("state MASTER", "state BACKUP"), ("priority 100", "priority 50")] {
+        if !out.contains(from) {
+            bail!("conf/director.conf has no `{from}` to turn into the backup's `{to}`");
+        }
+        out = out.replacen(from, to, 1);
+    }
+    Ok(out)
 }
 
 pub fn down() -> Result<()> {
@@ -91,7 +116,7 @@ pub fn down() -> Result<()> {
     stop("sw");
     // Stopped directors leave XDP attached (hitless restarts); detach it.
     let director = root().join("target/debug/director");
-    for who in ["dir1", "sw"] {
+    for who in ["dir1", "dir2", "sw"] {
         if director.exists() {
             let _ = output(Command::new(&director).args(["--cleanup", "--bpffs-dir", &pins(who)]));
         }
@@ -138,8 +163,8 @@ fn report() -> Result<()> {
     for h in HOSTS {
         let role = match h.name {
             "client" => "client",
-            "dir1" => "director (running director)",
-            "dir2" => "director (standby slot)",
+            "dir1" => "director, VRRP master (priority 100)",
+            "dir2" => "director, VRRP backup (priority 50)",
             _ => "real server, HTTP on :80, VIP on lo",
         };
         println!("  {:<12} {:<16} {role}", ns(h.name), h.addr);
@@ -177,11 +202,19 @@ fn report() -> Result<()> {
     for (who, n) in &seen {
         println!("  {n:>3} answered by {who}");
     }
-    let list = output(Command::new(root().join("target/debug/directorctl")).args(["--socket", &socket(), "list", "--stats"]))
-        .unwrap_or_else(|e| format!("FAILED: {e}"));
+    let ctl = |who: &str, args: &[&str]| {
+        output(Command::new(root().join("target/debug/directorctl")).args(["--socket", &socket(who)]).args(args))
+            .unwrap_or_else(|e| format!("FAILED: {e}"))
+    };
     println!("\nlab: directorctl list --stats (from dir1):");
-    for line in list.lines() {
+    for line in ctl("dir1", &["list", "--stats"]).lines() {
         println!("  {line}");
+    }
+    println!("\nlab: VRRP, from each director's `directorctl status`:");
+    for who in ["dir1", "dir2"] {
+        for line in ctl(who, &["status"]).lines().filter(|l| l.starts_with("vrrp ")) {
+            println!("  {who}: {line}");
+        }
     }
     println!("\nlab: stop it all with `cargo xtask lab --down`");
     Ok(())
@@ -192,8 +225,8 @@ fn pins(who: &str) -> String {
     format!("/sys/fs/bpf/director-lab-{who}")
 }
 
-fn socket() -> String {
-    format!("{STATE_DIR}/dir1.sock")
+fn socket(who: &str) -> String {
+    format!("{STATE_DIR}/{who}.sock")
 }
 
 fn ns(host: &str) -> String {

@@ -281,6 +281,9 @@ impl Daemon {
         if let Err(e) = self.apply() {
             error!("applying the configuration failed: {e:#}");
         }
+        for e in self.vrrp.retry(&self.config).await {
+            error!("{e} (retrying every {REFRESH:?})");
+        }
         self.update_metrics();
     }
 
@@ -387,7 +390,7 @@ impl Daemon {
     /// Starts, restarts and stops VRRP instances to match the configuration.
     async fn apply_vrrp(&mut self) {
         for e in self.vrrp.apply(&self.config).await {
-            error!("{e}");
+            error!("{e} (retrying every {REFRESH:?})");
         }
     }
 

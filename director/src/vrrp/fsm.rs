@@ -154,9 +154,6 @@ pub fn effective_priority(base: u8, tracked: &[(i32, bool)]) -> Option<u8> {
     if tracked.iter().any(|&(w, ok)| w == 0 && !ok) {
         return None;
     }
-    if base == PRIORITY_OWNER {
-        return Some(PRIORITY_OWNER);
-    }
     let delta: i64 = tracked
         .iter()
         .map(|&(w, ok)| match (w > 0, ok) {
@@ -164,7 +161,16 @@ pub fn effective_priority(base: u8, tracked: &[(i32, bool)]) -> Option<u8> {
             _ => 0,
         })
         .sum();
-    Some((i64::from(base) + delta).clamp(1, 254) as u8)
+    Some(clamp_priority(base, delta))
+}
+
+/// keepalived's `vrrp_set_effective_priority`: `base + delta` clamped to
+/// 1..=254; an owner (255) keeps 255.
+pub fn clamp_priority(base: u8, delta: i64) -> u8 {
+    if base == PRIORITY_OWNER {
+        return PRIORITY_OWNER;
+    }
+    (i64::from(base) + delta).clamp(1, 254) as u8
 }
 
 impl Fsm {

@@ -42,6 +42,16 @@ pub enum InstanceError {
     Socket { name: String, source: SocketError },
 }
 
+impl InstanceError {
+    /// The instance the error is about.
+    pub fn instance(&self) -> &str {
+        match self {
+            InstanceError::NoInterface(n) | InstanceError::NoVips(n) => n,
+            InstanceError::Params { name, .. } | InstanceError::V6NeedsV3 { name } | InstanceError::Socket { name, .. } => name,
+        }
+    }
+}
+
 /// Everything an instance runs from, resolved against the host.
 #[derive(Debug, Clone)]
 pub struct Spec {

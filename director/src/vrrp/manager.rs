@@ -19,6 +19,9 @@ pub struct Vrrp {
     events: mpsc::Sender<Event>,
     vips: Vips,
     sync: SyncGroups,
+    /// Instances that could not start (no interface yet, no address on it),
+    /// with why; retried by [`Vrrp::retry`].
+    failed: BTreeMap<String, String>,
 }
 
 impl Vrrp {
@@ -31,14 +34,37 @@ impl Vrrp {
             events,
             vips: Vips { handle },
             sync: SyncGroups::default(),
+            failed: BTreeMap::new(),
         })
     }
 
     /// Makes the running instances those of `config`: an unchanged instance
     /// keeps running (its state and VIPs untouched), a changed one restarts,
-    /// a removed one stops. Instances that cannot start are reported and
-    /// the others still run.
+    /// a removed one stops. Instances that cannot start are returned, the
+    /// others still run.
     pub async fn apply(&mut self, config: &Config) -> Vec<InstanceError> {
+        let errors = self.reconcile(config).await;
+        self.failed = errors.iter().map(|e| (e.instance().to_string(), e.to_string())).collect();
+        errors
+    }
+
+    /// Tries the instances that could not start again (an interface that
+    /// appeared, an address that was added). Returns the errors that are
+    /// new or different since the last attempt, so a lasting one is logged once.
+    pub async fn retry(&mut self, config: &Config) -> Vec<InstanceError> {
+        if self.failed.is_empty() {
+            return Vec::new();
+        }
+        let before = std::mem::take(&mut self.failed);
+        let errors = self.reconcile(config).await;
+        self.failed = errors.iter().map(|e| (e.instance().to_string(), e.to_string())).collect();
+        for name in before.keys().filter(|n| !self.failed.contains_key(*n) && self.instances.contains_key(*n)) {
+            info!("VRRP_Instance({name}) started on retry");
+        }
+        errors.into_iter().filter(|e| before.get(e.instance()) != Some(&e.to_string())).collect()
+    }
+
+    async fn reconcile(&mut self, config: &Config) -> Vec<InstanceError> {
         self.sync.configure(&config.sync_groups);
         let mut errors = Vec::new();
         let mut wanted = BTreeMap::new();

@@ -7,19 +7,35 @@
 //! - [`fsm`]: the per-instance state machine (Initialize, Backup, Master and
 //!   keepalived's Fault) driven by inputs stamped with a virtual time, and
 //!   [`fsm::effective_priority`] for tracked scripts / interfaces / files.
+//! - [`sync`]: `vrrp_sync_group` bookkeeping.
 //!
 //! Run time:
 //! - [`manager`]: the daemon's entry point: [`Vrrp::apply`] starts, restarts
 //!   and stops instances from the configuration.
 //! - [`instance`]: one task per instance; the VRRP timers live in its loop.
 //! - [`socket`]: the raw IP socket (protocol 112).
+//!
+//! The I/O an instance calls:
+//! - [`addr`]: VIPs added / removed through rtnetlink (label, scope, brd,
+//!   peer, flags);
+//! - [`announce`]: gratuitous ARP / unsolicited NA frames, their sender and
+//!   the `garp_master_*` schedule;
+//! - [`vmac`]: the `use_vmac` macvlan;
+//! - [`track`]: tracked scripts, interfaces and files, and the effective
+//!   priority / FAULT they imply;
+//! - [`notify`]: `notify_*` scripts with keepalived's arguments.
 
+pub mod addr;
+pub mod announce;
 pub mod fsm;
 pub mod instance;
 pub mod manager;
+pub mod notify;
 pub mod packet;
 pub mod socket;
 pub mod sync;
+pub mod track;
+pub mod vmac;
 
 pub use fsm::{Action, Fsm, FsmConfig, Input, State, effective_priority};
 pub use manager::{Vips, Vrrp};

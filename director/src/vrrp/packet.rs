@@ -355,7 +355,7 @@ fn v6_octets(a: IpAddr) -> [u8; 16] {
     }
 }
 
-fn add_bytes(mut sum: u32, b: &[u8]) -> u32 {
+pub(super) fn add_bytes(mut sum: u32, b: &[u8]) -> u32 {
     let mut chunks = b.chunks_exact(2);
     for c in &mut chunks {
         sum += u32::from(u16::from_be_bytes([c[0], c[1]]));
@@ -626,7 +626,7 @@ pub fn receive(buf: &[u8], rx: &RxMeta, params: &InstanceParams) -> Result<Adver
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 

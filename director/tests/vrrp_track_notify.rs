@@ -1,0 +1,268 @@
+//! The VRRP tracker with real scripts (`true`, `false`, one that hangs past
+//! its timeout) and a real track file, and notify scripts that record their
+//! arguments. Needs no network namespace; the run-as test needs root.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use director::config::{Config, GlobalDefs, Notify, RunAs, Script, load_str};
+use director::vrrp::notify::{NotifyState, Subject, notify};
+use director::vrrp::track::{TrackUpdate, Tracker};
+use tokio::sync::mpsc;
+
+fn config(text: &str) -> Config {
+    let l = load_str(text, "t.conf", &Default::default());
+    assert!(!l.has_errors(), "{:?}", l.diagnostics);
+    l.config
+}
+
+/// Waits for `instance`'s next update, failing after `within`.
+async fn next_for(
+    rx: &mut mpsc::Receiver<TrackUpdate>,
+    instance: &str,
+    within: Duration,
+) -> TrackUpdate {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Some(u)) if u.instance == instance => return u,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("tracker ended"),
+            Err(_) => panic!("no update for {instance} within {within:?}"),
+        }
+    }
+}
+
+/// Waits until `instance` reports `priority`; returns what it reported before.
+async fn until(
+    rx: &mut mpsc::Receiver<TrackUpdate>,
+    instance: &str,
+    priority: Option<u8>,
+    within: Duration,
+) -> Vec<Option<u8>> {
+    let deadline = Instant::now() + within;
+    let mut before = Vec::new();
+    loop {
+        let u = next_for(
+            rx,
+            instance,
+            deadline.saturating_duration_since(Instant::now()),
+        )
+        .await;
+        if u.priority == priority {
+            return before;
+        }
+        before.push(u.priority);
+    }
+}
+
+fn instance(name: &str, vrid: u8, track: &str) -> String {
+    format!(
+        "vrrp_instance {name} {{\n interface lo\n dont_track_primary\n virtual_router_id {vrid}\n priority 100\n {track}\n virtual_ipaddress {{\n  10.9.9.{vrid}\n }}\n}}\n"
+    )
+}
+
+#[tokio::test]
+async fn scripts_weights_and_a_hanging_script_hitting_its_timeout() {
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("hang-finished");
+    let text = format!(
+        "vrrp_script ok {{\n script \"true\"\n weight 10\n}}\n\
+         vrrp_script bad {{\n script \"false\"\n weight -20\n}}\n\
+         vrrp_script hang {{\n script \"sh -c 'sleep 5; touch {m}'\"\n interval 1\n timeout 1\n}}\n{a}{b}",
+        m = marker.display(),
+        a = instance("A", 1, "track_script {\n  ok\n  bad\n }"),
+        b = instance("B", 2, "track_script {\n  hang\n }"),
+    );
+    let tracker = Tracker::new(&config(&text)).unwrap();
+    let (tx, mut rx) = mpsc::channel(16);
+    let started = Instant::now();
+    let task = tracker.spawn(tx);
+    // 100 + 10 (ok, positive weight while OK) - 20 (bad, negative while
+    // failed); before their first run weighted scripts count nothing.
+    let before = until(&mut rx, "A", Some(90), Duration::from_secs(5)).await;
+    assert_eq!(before.first(), Some(&Some(100)), "{before:?}");
+    assert!(
+        before
+            .iter()
+            .all(|p| [Some(100), Some(110), Some(80)].contains(p)),
+        "{before:?}"
+    );
+    // A weight-0 script that times out: FAULT, after the 1 s timeout.
+    let b = next_for(&mut rx, "B", Duration::from_secs(5)).await;
+    assert_eq!(b.priority, None);
+    assert!(
+        started.elapsed() >= Duration::from_millis(900),
+        "{:?}",
+        started.elapsed()
+    );
+    task.abort();
+    // The timed-out script's process group was killed: it never finishes.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(!marker.exists(), "the hanging script survived its timeout");
+}
+
+#[tokio::test]
+async fn track_file_value_times_weight_and_fault_on_weight_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("prio");
+    let z = dir.path().join("zero");
+    let text = format!(
+        "track_file tf {{\n file \"{f}\"\n weight 5\n init_file 4\n}}\n\
+         track_file tz {{\n file \"{z}\"\n weight 0\n}}\n{a}{b}",
+        f = f.display(),
+        z = z.display(),
+        a = instance("A", 1, "track_file {\n  tf\n }"),
+        b = instance("B", 2, "track_file {\n  tz\n }"),
+    );
+    let tracker = Tracker::new(&config(&text)).unwrap();
+    // init_file created the file with its value.
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "4\n");
+    let (tx, mut rx) = mpsc::channel(16);
+    let task = tracker.spawn(tx);
+    assert_eq!(
+        next_for(&mut rx, "A", Duration::from_secs(3))
+            .await
+            .priority,
+        Some(120)
+    );
+    // A missing file reads 0: fine for weight 0.
+    assert_eq!(
+        next_for(&mut rx, "B", Duration::from_secs(3))
+            .await
+            .priority,
+        Some(100)
+    );
+    std::fs::write(&f, "-3\n").unwrap();
+    assert_eq!(
+        next_for(&mut rx, "A", Duration::from_secs(4))
+            .await
+            .priority,
+        Some(85)
+    );
+    std::fs::write(&z, "1\n").unwrap();
+    assert_eq!(
+        next_for(&mut rx, "B", Duration::from_secs(4))
+            .await
+            .priority,
+        None
+    );
+    std::fs::write(&z, "0\n").unwrap();
+    assert_eq!(
+        next_for(&mut rx, "B", Duration::from_secs(4))
+            .await
+            .priority,
+        Some(100)
+    );
+    task.abort();
+}
+
+fn recorder(dir: &Path, name: &str) -> String {
+    let path = dir.join(name);
+    let out = dir.join(format!("{name}.out"));
+    std::fs::write(
+        &path,
+        format!("#!/bin/sh\necho \"$(id -u) $*\" >> {}\n", out.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    path.display().to_string()
+}
+
+fn script(cmd: &str, args: &[&str]) -> Script {
+    let mut argv = vec![cmd.to_string()];
+    argv.extend(args.iter().map(|s| s.to_string()));
+    Script {
+        command: argv.join(" "),
+        argv,
+        run_as: None,
+    }
+}
+
+async fn read_when(path: &Path, lines: usize) -> String {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let s = std::fs::read_to_string(path).unwrap_or_default();
+        if s.lines().count() >= lines || Instant::now() > deadline {
+            return s;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn notify_scripts_get_keepalived_arguments() {
+    let dir = tempfile::tempdir().unwrap();
+    let m = recorder(dir.path(), "master");
+    let n = recorder(dir.path(), "any");
+    let cfg = Notify {
+        master: Some(script(&m, &["first arg"])),
+        any: Some(script(&n, &[])),
+        ..Notify::default()
+    };
+    let g = GlobalDefs::default();
+    let uid = unsafe { libc::getuid() };
+    notify(
+        &cfg,
+        &g,
+        Subject::Instance("VI_1"),
+        NotifyState::Master,
+        150,
+    )
+    .await
+    .unwrap();
+    notify(&cfg, &g, Subject::Group("G1"), NotifyState::Fault, 99)
+        .await
+        .unwrap();
+    notify(&cfg, &g, Subject::Instance("VI_1"), NotifyState::Stop, 0)
+        .await
+        .unwrap();
+    assert_eq!(
+        read_when(&dir.path().join("master.out"), 1).await,
+        format!("{uid} first arg\n")
+    );
+    assert_eq!(
+        read_when(&dir.path().join("any.out"), 3).await,
+        format!(
+            "{uid} INSTANCE VI_1 MASTER 150\n{uid} GROUP G1 FAULT 0\n{uid} INSTANCE VI_1 STOP 0\n"
+        )
+    );
+}
+
+#[tokio::test]
+async fn notify_runs_as_script_user() {
+    assert_eq!(unsafe { libc::getuid() }, 0, "run as root, as CI does");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let n = recorder(dir.path(), "any");
+    let cfg = Notify {
+        any: Some(script(&n, &[])),
+        ..Notify::default()
+    };
+    let g = GlobalDefs {
+        script_user: Some(RunAs {
+            user: "nobody".into(),
+            group: None,
+        }),
+        ..GlobalDefs::default()
+    };
+    // Fire and forget: the handle is dropped, the script still runs.
+    drop(notify(
+        &cfg,
+        &g,
+        Subject::Instance("VI_2"),
+        NotifyState::Backup,
+        100,
+    ));
+    let nobody = {
+        let pw = unsafe { libc::getpwnam(c"nobody".as_ptr()) };
+        assert!(!pw.is_null());
+        unsafe { (*pw).pw_uid }
+    };
+    assert_eq!(
+        read_when(&dir.path().join("any.out"), 1).await,
+        format!("{nobody} INSTANCE VI_2 BACKUP 100\n")
+    );
+}
