@@ -38,7 +38,11 @@ use crate::{
     metrics::Metrics,
     state::{DesiredState, NextHop},
     status::{AdminState, InterfaceView},
-    vrrp::{self, Vrrp},
+    vrrp::{
+        self, Vrrp,
+        notify::{self as vrrp_notify, NotifyState, Subject},
+        track::{TrackUpdate, Tracker},
+    },
 };
 
 /// How often next hops are re-resolved (and a changed neighbour applied).
@@ -65,6 +69,10 @@ pub struct Daemon {
     /// The VRRP instances; they hold the VIPs.
     pub(super) vrrp: Vrrp,
     vrrp_events: Option<mpsc::Receiver<vrrp::instance::Event>>,
+    /// Runs the configuration's track_script / track_interface / track_file.
+    tracker: Option<tokio::task::JoinHandle<()>>,
+    track_tx: mpsc::Sender<TrackUpdate>,
+    track_rx: Option<mpsc::Receiver<TrackUpdate>>,
     checks: Checks,
     transitions: Option<mpsc::Receiver<Transition>>,
     mailer: Option<Mailer>,
@@ -99,6 +107,7 @@ impl Daemon {
         let resolver = Resolver::new()?;
         let (tx, transitions) = mpsc::channel(1024);
         let (vrrp_tx, vrrp_events) = mpsc::channel(256);
+        let (track_tx, track_rx) = mpsc::channel(256);
         // Seeds the checks' warmup spread; it need not be unpredictable.
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -114,6 +123,9 @@ impl Daemon {
             metrics_listener: Some(metrics_listener),
             vrrp: Vrrp::new(vrrp_tx).context("netlink connection for the VRRP VIPs")?,
             vrrp_events: Some(vrrp_events),
+            tracker: None,
+            track_tx,
+            track_rx: Some(track_rx),
             args,
             config,
             admin: AdminOverrides::new(),
@@ -147,6 +159,7 @@ impl Daemon {
 
         let mut transitions = self.transitions.take().context("health checks already running")?;
         let mut vrrp_events = self.vrrp_events.take().context("VRRP already running")?;
+        let mut track = self.track_rx.take().context("VRRP tracking already running")?;
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
@@ -159,6 +172,7 @@ impl Daemon {
                 }
                 Some(t) = transitions.recv() => self.on_health(t),
                 Some(e) = vrrp_events.recv() => self.on_vrrp(e),
+                Some(u) = track.recv() => self.vrrp.track(&u.instance, u.priority),
                 _ = hup.recv() => {
                     let _ = self.reload().await;
                 }
@@ -387,8 +401,17 @@ impl Daemon {
         self.quorum_lost = Some(lost);
     }
 
-    /// Starts, restarts and stops VRRP instances to match the configuration.
+    /// Starts, restarts and stops VRRP instances to match the configuration,
+    /// and restarts tracking, whose verdicts then arrive afresh.
     async fn apply_vrrp(&mut self) {
+        if let Some(t) = self.tracker.take() {
+            t.abort();
+        }
+        self.vrrp.clear_verdicts();
+        match Tracker::new(&self.config) {
+            Ok(t) => self.tracker = Some(t.spawn(self.track_tx.clone())),
+            Err(e) => error!("VRRP tracking: {e}; instances run at their configured priority"),
+        }
         for e in self.vrrp.apply(&self.config).await {
             error!("{e} (retrying every {REFRESH:?})");
         }
@@ -404,8 +427,18 @@ impl Daemon {
         }
         if let Some(g) = group {
             info!("VRRP_Group({}) Entering {} STATE", g.group, vrrp::instance::state_name(g.state));
-            let own = self.config.sync_groups.iter().find(|s| s.name == g.group).and_then(|s| s.smtp_alert);
-            self.alert(true, &g.group, g.state, own);
+            if let Some(sg) = self.config.sync_groups.iter().find(|s| s.name == g.group) {
+                let state = match g.state {
+                    vrrp::State::Master => Some(NotifyState::Master),
+                    vrrp::State::Backup => Some(NotifyState::Backup),
+                    vrrp::State::Fault => Some(NotifyState::Fault),
+                    vrrp::State::Initialize => None,
+                };
+                if let Some(state) = state {
+                    vrrp_notify::notify(&sg.notify, &self.config.global, Subject::Group(&g.group), state, 0);
+                }
+                self.alert(true, &g.group, g.state, sg.smtp_alert);
+            }
         }
         self.update_metrics();
     }

@@ -15,7 +15,11 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use super::{
+    addr::{self, AddrError, Addrs, Vip},
+    announce::{self, Burst, GarpSchedule},
     fsm::{Action, Fsm, FsmConfig, Input, State},
+    notify::{self, NotifyState, Subject},
+    vmac::{VmacError, VmacSpec},
     packet::{self, InstanceParams, Reject, RxMeta, Version},
     socket::{Interface, SocketError, VrrpSocket},
     sync::SyncCmd,
@@ -40,6 +44,10 @@ pub enum InstanceError {
     V6NeedsV3 { name: String },
     #[error("vrrp_instance {name}: {source}")]
     Socket { name: String, source: SocketError },
+    #[error("vrrp_instance {name}: virtual_ipaddress {source}")]
+    Addr { name: String, source: AddrError },
+    #[error("vrrp_instance {name}: {source}")]
+    Vmac { name: String, source: VmacError },
 }
 
 impl InstanceError {
@@ -47,7 +55,11 @@ impl InstanceError {
     pub fn instance(&self) -> &str {
         match self {
             InstanceError::NoInterface(n) | InstanceError::NoVips(n) => n,
-            InstanceError::Params { name, .. } | InstanceError::V6NeedsV3 { name } | InstanceError::Socket { name, .. } => name,
+            InstanceError::Params { name, .. }
+            | InstanceError::V6NeedsV3 { name }
+            | InstanceError::Socket { name, .. }
+            | InstanceError::Addr { name, .. }
+            | InstanceError::Vmac { name, .. } => name,
         }
     }
 }
@@ -56,9 +68,17 @@ impl InstanceError {
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub config: VrrpInstance,
+    /// For the notify scripts' `script_user`.
+    pub global: GlobalDefs,
     pub params: InstanceParams,
     pub fsm: FsmConfig,
+    /// The instance's interface (its adverts' source address is on it).
     pub iface: Interface,
+    /// `virtual_ipaddress` then `virtual_ipaddress_excluded`, resolved.
+    pub vips: Vec<Vip>,
+    /// `use_vmac`: adverts, VIPs and announcements go through this macvlan.
+    pub vmac: Option<VmacSpec>,
+    pub garp: GarpSchedule,
     /// Where adverts go: the multicast group, or the unicast peers.
     pub dsts: Vec<IpAddr>,
     pub multicast: bool,
@@ -82,6 +102,12 @@ impl Spec {
             Some(ip) => ip,
             None => iface.source(v6).map_err(|source| InstanceError::Socket { name: name.clone(), source })?,
         };
+        let vmac = VmacSpec::from_config(inst, v6).map_err(|source| InstanceError::Vmac { name: name.clone(), source })?;
+        let default_dev = vmac.as_ref().map_or(ifname.as_str(), |v| v.name.as_str());
+        let (mut vips, excluded) =
+            addr::resolve_all(&inst.virtual_ipaddress, &inst.virtual_ipaddress_excluded, default_dev)
+                .map_err(|source| InstanceError::Addr { name: name.clone(), source })?;
+        vips.extend(excluded);
         let multicast = inst.unicast_peer.is_empty();
         let dsts = if multicast {
             vec![inst.mcast_dst_ip.unwrap_or(if v6 {
@@ -92,7 +118,19 @@ impl Spec {
         } else {
             inst.unicast_peer.iter().map(|p| p.addr).collect()
         };
-        Ok(Spec { fsm: FsmConfig::from_config(inst, src), params, iface, dsts, multicast, v6, config: inst.clone() })
+        Ok(Spec {
+            fsm: FsmConfig::from_config(inst, src),
+            params,
+            iface,
+            vips,
+            vmac,
+            garp: GarpSchedule::from_config(inst, global, v6),
+            dsts,
+            multicast,
+            v6,
+            config: inst.clone(),
+            global: global.clone(),
+        })
     }
 }
 
@@ -151,12 +189,31 @@ impl InstanceHandle {
     }
 }
 
-/// Opens the socket and starts the instance's task.
-pub fn spawn(spec: Spec, vips: super::Vips, events: mpsc::Sender<Event>) -> Result<InstanceHandle, InstanceError> {
-    let sock = VrrpSocket::open(&spec.iface, spec.v6, spec.multicast.then(|| spec.dsts[0]))
-        .map_err(|source| InstanceError::Socket { name: spec.config.name.clone(), source })?;
+/// Creates the VMAC if there is one, opens the socket and starts the
+/// instance's task. `track` is the tracking verdict already known for the
+/// instance (`Some(None)`: FAULT), applied before the state machine starts.
+pub async fn start(
+    spec: Spec,
+    io: Io,
+    track: Option<Option<u8>>,
+    events: mpsc::Sender<Event>,
+) -> Result<InstanceHandle, InstanceError> {
+    let name = spec.config.name.clone();
+    let socket_err = |source| InstanceError::Socket { name: name.clone(), source };
+    // The link adverts and announcements leave through: the VMAC, unless
+    // `vmac_xmit_base` keeps adverts on the base interface.
+    let (announce_on, advert_on) = match &spec.vmac {
+        Some(v) => {
+            v.ensure(&io.netlink).await.map_err(|source| InstanceError::Vmac { name: name.clone(), source })?;
+            let vmac = Interface::lookup(&v.name, &spec.params.vips).map_err(socket_err)?;
+            let advert_on = if spec.config.vmac_xmit_base { spec.iface.clone() } else { vmac.clone() };
+            (vmac, advert_on)
+        }
+        None => (spec.iface.clone(), spec.iface.clone()),
+    };
+    let sock = VrrpSocket::open(&advert_on, spec.v6, spec.multicast.then(|| spec.dsts[0])).map_err(socket_err)?;
     if let (false, Some(ttl)) = (spec.multicast, spec.config.unicast_ttl) {
-        sock.set_unicast_ttl(ttl).map_err(|source| InstanceError::Socket { name: spec.config.name.clone(), source })?;
+        sock.set_unicast_ttl(ttl).map_err(socket_err)?;
     }
     let status = Arc::new(Mutex::new(Status {
         name: spec.config.name.clone(),
@@ -176,15 +233,25 @@ pub fn spawn(spec: Spec, vips: super::Vips, events: mpsc::Sender<Event>) -> Resu
         start: Instant::now(),
         status: status.clone(),
         events,
-        vips,
+        io,
+        announce_on,
+        garp: None,
+        scripts: None,
         state: State::Initialize,
         track_fault: false,
         sync_fault: false,
         holding: false,
         reject_log: BTreeMap::new(),
     };
-    let task = tokio::spawn(driver.run(sock, rx));
+    let task = tokio::spawn(driver.run(sock, rx, track));
     Ok(InstanceHandle { spec, status, tx, task })
+}
+
+/// The netlink side every instance shares.
+#[derive(Clone)]
+pub struct Io {
+    pub netlink: rtnetlink::Handle,
+    pub addrs: Addrs,
 }
 
 /// How often one reason for dropping adverts may be logged.
@@ -197,7 +264,13 @@ struct Driver {
     start: Instant,
     status: Arc<Mutex<Status>>,
     events: mpsc::Sender<Event>,
-    vips: super::Vips,
+    io: Io,
+    /// Where gratuitous ARPs / NAs go out (the VMAC or the interface).
+    announce_on: Interface,
+    /// The announcements still due while master (`garp_master_*`).
+    garp: Option<Announcements>,
+    /// The notify scripts of the last transition (awaited briefly on stop).
+    scripts: Option<tokio::task::JoinHandle<()>>,
     /// The state last reported (the state machine's, once performed).
     state: State,
     /// FAULT from our own tracking, and from a sync-group sibling.
@@ -213,7 +286,7 @@ impl Driver {
         self.start.elapsed()
     }
 
-    async fn run(mut self, sock: VrrpSocket, mut rx: mpsc::Receiver<Command>) {
+    async fn run(mut self, sock: VrrpSocket, mut rx: mpsc::Receiver<Command>, track: Option<Option<u8>>) {
         let name = self.spec.config.name.clone();
         info!(
             "VRRP_Instance({name}) starting on {} (VRID {}, v{}, priority {}, {})",
@@ -223,18 +296,15 @@ impl Driver {
             self.spec.fsm.priority,
             if self.spec.multicast { "multicast".to_string() } else { format!("unicast to {:?}", self.spec.dsts) }
         );
+        if let Some(track) = track {
+            self.on_track(&sock, track).await;
+        }
         let initial_state = self.spec.config.state;
-        let actions = self.fsm.handle(self.now(), Input::Startup { initial_state });
-        self.perform(&sock, actions).await;
+        self.input(&sock, Input::Startup { initial_state }).await;
         let mut buf = vec![0u8; 2048];
         loop {
-            let deadline = self.fsm.next_deadline().map(|d| tokio::time::Instant::from_std(self.start + d));
-            let timer = async {
-                match deadline {
-                    Some(at) => tokio::time::sleep_until(at).await,
-                    None => std::future::pending().await,
-                }
-            };
+            let at = |d: Option<Duration>| d.map(|d| tokio::time::Instant::from_std(self.start + d));
+            let (timer, garp_timer) = (sleep_until(at(self.fsm.next_deadline())), sleep_until(at(self.garp.as_ref().and_then(|g| g.next).map(|b| b.at))));
             tokio::select! {
                 got = sock.recv(&mut buf) => match got {
                     Ok(rx) => {
@@ -247,6 +317,7 @@ impl Driver {
                     }
                 },
                 () = timer => self.input(&sock, Input::Timer).await,
+                () = garp_timer => self.announce(),
                 cmd = rx.recv() => match cmd {
                     Some(Command::Track(p)) => self.on_track(&sock, p).await,
                     Some(Command::Sync(SyncCmd::Master)) => self.input(&sock, Input::SyncMaster).await,
@@ -257,6 +328,15 @@ impl Driver {
                     }
                     Some(Command::Shutdown(done)) => {
                         self.input(&sock, Input::Shutdown).await;
+                        if let Some(v) = &self.spec.vmac
+                            && let Err(e) = v.remove(&self.io.netlink).await
+                        {
+                            warn!("VRRP_Instance({name}) {e}");
+                        }
+                        // keepalived gives notify_stop a second before it exits.
+                        if let Some(scripts) = self.scripts.take() {
+                            let _ = tokio::time::timeout(notify::STOP_WAIT, scripts).await;
+                        }
                         let _ = done.send(());
                         return;
                     }
@@ -377,16 +457,52 @@ impl Driver {
         st.send_errors += failed;
     }
 
+    /// Adds (master) or removes the VIPs; becoming master also starts the
+    /// gratuitous ARP / NA schedule, leaving it stops it.
     async fn hold(&mut self, on: bool) {
         if self.holding == on {
             return;
         }
         let name = &self.spec.config.name;
-        let res = if on { self.vips.add(&self.spec).await } else { self.vips.remove(&self.spec).await };
-        if let Err(e) = res {
-            warn!("VRRP_Instance({name}) {}", e);
+        for vip in &self.spec.vips {
+            let res = if on { self.io.addrs.add(vip).await } else { self.io.addrs.remove(vip).await };
+            if let Err(e) = res {
+                warn!("VRRP_Instance({name}) {e}");
+            }
         }
         self.holding = on;
+        self.garp = on.then(|| {
+            let mut rest = Box::new(self.spec.garp.bursts(self.now()));
+            Announcements { next: rest.next(), rest }
+        });
+        if on {
+            self.announce();
+        }
+    }
+
+    /// Sends every burst that is due, in the background (a burst with
+    /// `vrrp_garp_interval` spacing takes a while).
+    fn announce(&mut self) {
+        let now = self.now();
+        let Some(g) = self.garp.as_mut() else { return };
+        let mut count = 0;
+        while let Some(b) = g.next.filter(|b| b.at <= now) {
+            count += b.count;
+            g.next = g.rest.next();
+        }
+        if count == 0 {
+            return;
+        }
+        let ips: Vec<IpAddr> = self.spec.vips.iter().map(|v| v.addr).collect();
+        let (ifindex, mac, spacing) = (self.announce_on.index, self.announce_on.mac, self.spec.garp.spacing);
+        let name = self.spec.config.name.clone();
+        let on = self.announce_on.name.clone();
+        tokio::spawn(async move {
+            match announce::send_burst(ifindex, mac, &ips, count, spacing).await {
+                Ok(()) => info!("VRRP_Instance({name}) sent {count} gratuitous ARP / NA round(s) on {on} for {ips:?}"),
+                Err(e) => warn!("VRRP_Instance({name}) gratuitous ARP / NA on {on}: {e}"),
+            }
+        });
     }
 
     fn transition(&mut self, to: State) {
@@ -406,6 +522,13 @@ impl Driver {
         let name = &self.spec.config.name;
         let word = if to == State::Initialize { "STOP" } else { state_name(to) };
         info!("VRRP_Instance({name}) Entering {word} STATE (priority {priority})");
+        let state = match to {
+            State::Master => NotifyState::Master,
+            State::Backup => NotifyState::Backup,
+            State::Fault => NotifyState::Fault,
+            State::Initialize => NotifyState::Stop,
+        };
+        self.scripts = Some(notify::notify(&self.spec.config.notify, &self.spec.global, Subject::Instance(name), state, priority));
         self.report_from(from, to);
     }
 
@@ -424,5 +547,19 @@ impl Driver {
         if self.events.try_send(event).is_err() {
             warn!("VRRP_Instance({}): the daemon is not keeping up with VRRP events", self.spec.config.name);
         }
+    }
+}
+
+/// The `garp_master_*` bursts still due, the next one apart.
+struct Announcements {
+    next: Option<Burst>,
+    rest: Box<dyn Iterator<Item = Burst> + Send>,
+}
+
+/// Sleeps until `at`, or forever.
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

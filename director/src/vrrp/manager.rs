@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
-use futures::TryStreamExt;
 use tokio::sync::mpsc;
 use tracing::info;
 
 use super::{
-    instance::{self, Command, Event, InstanceError, InstanceHandle, Spec},
+    addr::Addrs,
+    instance::{self, Command, Event, InstanceError, InstanceHandle, Io, Spec},
     sync::{GroupChange, SyncGroups},
 };
 use crate::status::VrrpView;
@@ -17,7 +17,10 @@ use crate::config::Config;
 pub struct Vrrp {
     instances: BTreeMap<String, InstanceHandle>,
     events: mpsc::Sender<Event>,
-    vips: Vips,
+    io: Io,
+    /// The last tracking verdict of each instance (`None` = FAULT), for
+    /// instances that start after it arrived.
+    verdicts: BTreeMap<String, Option<u8>>,
     sync: SyncGroups,
     /// Instances that could not start (no interface yet, no address on it),
     /// with why; retried by [`Vrrp::retry`].
@@ -32,7 +35,8 @@ impl Vrrp {
         Ok(Vrrp {
             instances: BTreeMap::new(),
             events,
-            vips: Vips { handle },
+            io: Io { addrs: Addrs::with_handle(handle.clone()), netlink: handle },
+            verdicts: BTreeMap::new(),
             sync: SyncGroups::default(),
             failed: BTreeMap::new(),
         })
@@ -93,7 +97,8 @@ impl Vrrp {
             if self.instances.contains_key(&name) {
                 continue;
             }
-            match instance::spawn(spec, self.vips.clone(), self.events.clone()) {
+            let track = self.verdicts.get(&name).copied();
+            match instance::start(spec, self.io.clone(), track, self.events.clone()).await {
                 Ok(h) => {
                     self.instances.insert(name, h);
                 }
@@ -115,6 +120,19 @@ impl Vrrp {
         change
     }
 
+    /// A tracking verdict for an instance (`None` = FAULT).
+    pub fn track(&mut self, instance: &str, priority: Option<u8>) {
+        self.verdicts.insert(instance.to_string(), priority);
+        if let Some(h) = self.instances.get(instance) {
+            h.send(Command::Track(priority));
+        }
+    }
+
+    /// Forgets the verdicts: a new tracker (after a reload) reports afresh.
+    pub fn clear_verdicts(&mut self) {
+        self.verdicts.clear();
+    }
+
     /// Stops every instance: a master sends priority 0 and drops its VIPs.
     pub async fn shutdown(&mut self) {
         for (_, h) in std::mem::take(&mut self.instances) {
@@ -124,57 +142,5 @@ impl Vrrp {
 
     pub fn status(&self) -> Vec<VrrpView> {
         self.instances.values().map(|h| h.status.lock().unwrap().clone()).collect()
-    }
-}
-
-/// Adds and removes an instance's VIPs.
-#[derive(Clone)]
-pub struct Vips {
-    handle: rtnetlink::Handle,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{op} {addr}/{prefix} on {dev}: {reason}")]
-pub struct VipError {
-    op: &'static str,
-    addr: std::net::IpAddr,
-    prefix: u8,
-    dev: String,
-    reason: String,
-}
-
-impl Vips {
-    pub async fn add(&self, spec: &Spec) -> Result<(), VipError> {
-        for v in &spec.config.virtual_ipaddress {
-            let dev = v.dev.clone().unwrap_or_else(|| spec.iface.name.clone());
-            let err = |reason: String| VipError { op: "adding", addr: v.addr, prefix: v.prefix, dev: dev.clone(), reason };
-            let index = nix::net::if_::if_nametoindex(dev.as_str()).map_err(|e| err(e.to_string()))?;
-            match self.handle.address().add(index, v.addr, v.prefix).execute().await {
-                Ok(()) => {}
-                Err(rtnetlink::Error::NetlinkError(e)) if e.raw_code() == -libc::EEXIST => {}
-                Err(e) => return Err(err(e.to_string())),
-            }
-        }
-        Ok(())
-    }
-
-    pub async fn remove(&self, spec: &Spec) -> Result<(), VipError> {
-        for v in &spec.config.virtual_ipaddress {
-            let dev = v.dev.clone().unwrap_or_else(|| spec.iface.name.clone());
-            let err = |reason: String| VipError { op: "removing", addr: v.addr, prefix: v.prefix, dev: dev.clone(), reason };
-            let index = nix::net::if_::if_nametoindex(dev.as_str()).map_err(|e| err(e.to_string()))?;
-            let mut found = self
-                .handle
-                .address()
-                .get()
-                .set_link_index_filter(index)
-                .set_address_filter(v.addr)
-                .set_prefix_length_filter(v.prefix)
-                .execute();
-            while let Some(msg) = found.try_next().await.map_err(|e| err(e.to_string()))? {
-                self.handle.address().del(msg).execute().await.map_err(|e| err(e.to_string()))?;
-            }
-        }
-        Ok(())
     }
 }

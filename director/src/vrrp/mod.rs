@@ -38,5 +38,5 @@ pub mod track;
 pub mod vmac;
 
 pub use fsm::{Action, Fsm, FsmConfig, Input, State, effective_priority};
-pub use manager::{Vips, Vrrp};
+pub use manager::Vrrp;
 pub use packet::{Advert, Auth, DecodeError, InstanceParams, Reject, RxMeta, Version};

@@ -136,7 +136,6 @@ impl VmacSpec {
             None => {
                 let msg = LinkMacVlan::new(&self.name, base_index, MacVlanMode::Private)
                     .address(self.mac.to_vec())
-                    .up()
                     .build();
                 handle
                     .link()
@@ -144,12 +143,24 @@ impl VmacSpec {
                     .execute()
                     .await
                     .map_err(|e| self.err(e))?;
-                link(handle, &self.name)
+                let index = link(handle, &self.name)
                     .await
                     .map_err(|e| self.err(e))?
                     .ok_or_else(|| self.err("created but not found"))?
                     .header
-                    .index
+                    .index;
+                if self.ipv4 {
+                    // As keepalived: no IPv6 link-local on an IPv4 VMAC, or
+                    // every node's VMAC would send from the shared MAC (DAD,
+                    // router solicitations) and the switch would flap.
+                    let key = format!("/proc/sys/net/ipv6/conf/{}/addr_gen_mode", self.name);
+                    if let Err(e) = std::fs::write(&key, "1") {
+                        tracing::warn!("{}: cannot set {key}: {e}", self.name);
+                    }
+                }
+                let up = LinkUnspec::new_with_index(index).up().build();
+                handle.link().change(up).execute().await.map_err(|e| self.err(e))?;
+                index
             }
         };
         if self.ipv4 {
