@@ -28,19 +28,15 @@ fn in_ns<T: Send>(ns: &Netns, f: impl AsyncFnOnce() -> T + Send) -> Result<T> {
     })
 }
 
+/// A netlink handle whose connection runs on the current runtime.
+fn netlink() -> rtnetlink::Handle {
+    let (conn, handle, _) = rtnetlink::new_connection().unwrap();
+    tokio::spawn(conn);
+    handle
+}
+
 fn va(addr: &str, prefix: u8) -> VirtualAddress {
-    VirtualAddress {
-        addr: addr.parse().unwrap(),
-        prefix,
-        brd: None,
-        dev: None,
-        scope: None,
-        label: None,
-        peer: None,
-        use_vmac: false,
-        no_track: false,
-        flags: vec![],
-    }
+    VirtualAddress::new(addr.parse().unwrap(), prefix)
 }
 
 fn pair(tag: &str) -> Result<(Netns, Netns)> {
@@ -299,8 +295,7 @@ fn use_vmac_macvlan_is_private_idempotent_and_removed() -> Result<()> {
     .remove(0);
     let spec = VmacSpec::from_config(&inst, false)?.context("use_vmac parsed")?;
     let (first, second) = in_ns(&ns, async || {
-        let (conn, handle, _) = rtnetlink::new_connection().unwrap();
-        tokio::spawn(conn);
+        let handle = netlink();
         (
             spec.ensure(&handle).await.unwrap(),
             spec.ensure(&handle).await.unwrap(),
@@ -328,8 +323,7 @@ fn use_vmac_macvlan_is_private_idempotent_and_removed() -> Result<()> {
     );
 
     let (removed, again) = in_ns(&ns, async || {
-        let (conn, handle, _) = rtnetlink::new_connection().unwrap();
-        tokio::spawn(conn);
+        let handle = netlink();
         (
             spec.remove(&handle).await.unwrap(),
             spec.remove(&handle).await.unwrap(),
@@ -352,8 +346,7 @@ fn use_vmac_macvlan_is_private_idempotent_and_removed() -> Result<()> {
     });
     let other = VmacSpec::from_config(&inst, false)?.context("use_vmac")?;
     let err = in_ns(&ns, async || {
-        let (conn, handle, _) = rtnetlink::new_connection().unwrap();
-        tokio::spawn(conn);
+        let handle = netlink();
         other.ensure(&handle).await
     })?
     .unwrap_err();

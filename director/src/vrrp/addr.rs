@@ -368,18 +368,7 @@ mod tests {
     use super::*;
 
     fn va(addr: &str, prefix: u8) -> VirtualAddress {
-        VirtualAddress {
-            addr: addr.parse().unwrap(),
-            prefix,
-            brd: None,
-            dev: None,
-            scope: None,
-            label: None,
-            peer: None,
-            use_vmac: false,
-            no_track: false,
-            flags: vec![],
-        }
+        VirtualAddress::new(addr.parse().unwrap(), prefix)
     }
 
     #[test]
