@@ -540,11 +540,6 @@ impl Tracker {
         })
     }
 
-    /// The resolved plan (for status output and tests).
-    pub fn plan(&self) -> &TrackPlan {
-        &self.plan
-    }
-
     /// Starts tracking on the current runtime; updates go to `tx`. The
     /// task ends when `tx`'s receiver is dropped.
     pub fn spawn(self, tx: mpsc::Sender<TrackUpdate>) -> tokio::task::JoinHandle<()> {

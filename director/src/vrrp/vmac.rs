@@ -12,9 +12,7 @@
 use futures::TryStreamExt;
 use rtnetlink::{
     Handle, LinkMacVlan, LinkUnspec,
-    packet_route::link::{
-        InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode,
-    },
+    packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode},
 };
 
 use super::announce::Mac;
@@ -231,20 +229,6 @@ fn is_macvlan_on(l: &LinkMessage, base_index: u32) -> bool {
         }
     }
     kind && parent
-}
-
-/// The macvlan mode of a link, for tests and status.
-pub fn macvlan_mode(l: &LinkMessage) -> Option<MacVlanMode> {
-    l.attributes.iter().find_map(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-            LinkInfo::Data(InfoData::MacVlan(d)) => d.iter().find_map(|x| match x {
-                InfoMacVlan::Mode(m) => Some(*m),
-                _ => None,
-            }),
-            _ => None,
-        }),
-        _ => None,
-    })
 }
 
 #[cfg(test)]
