@@ -395,11 +395,22 @@ fn tracked_interfaces_fault_and_weight() -> Result<()> {
         let task = Tracker::new(&cfg)?.spawn(tx);
         let mut latest = BTreeMap::new();
         settle(&mut rx, &mut latest, &[("A", Some(100)), ("B", Some(100))]).await?;
-        // Carrier goes when the peer end goes down.
+        // Carrier goes when the peer end goes down (the kernel's linkwatch
+        // reports that up to 1 s later, to us as to keepalived).
         peer.ip(&["link", "set", "v1", "down"])?;
         settle(&mut rx, &mut latest, &[("A", None), ("B", Some(70))]).await?;
         peer.ip(&["link", "set", "v1", "up"])?;
         settle(&mut rx, &mut latest, &[("A", Some(100)), ("B", Some(100))]).await?;
+        // Administratively down: the link event, not the 1 s poll, carries it.
+        let t = Instant::now();
+        ns.ip(&["link", "set", "v0", "down"])?;
+        settle(&mut rx, &mut latest, &[("A", None), ("B", Some(70))]).await?;
+        let took = t.elapsed();
+        eprintln!("bench vrrp_track_link_down_ms={}", took.as_millis());
+        ensure!(
+            took < Duration::from_millis(500),
+            "link down seen after {took:?}"
+        );
         task.abort();
         Ok(())
     })??;

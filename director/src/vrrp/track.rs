@@ -570,17 +570,20 @@ impl Tracker {
                 _ => None,
             })
             .collect();
-        let netlink = if links.is_empty() {
-            None
+        // Subscribed to link events, so a link going down is seen at once;
+        // the periodic poll is the safety net.
+        let (netlink, link_events) = if links.is_empty() {
+            (None, None)
         } else {
-            match rtnetlink::new_connection() {
-                Ok((conn, handle, _)) => {
+            use rtnetlink::MulticastGroup;
+            match rtnetlink::new_multicast_connection(&[MulticastGroup::Link]) {
+                Ok((conn, handle, events)) => {
                     tasks.spawn(conn);
-                    Some(handle)
+                    (Some(handle), Some(events))
                 }
                 Err(e) => {
                     warn!("tracking: cannot open rtnetlink ({e}); tracked interfaces read as down");
-                    None
+                    (None, None)
                 }
             }
         };
@@ -590,6 +593,7 @@ impl Tracker {
             let seen = (status.links.clone(), status.files.clone());
             tasks.spawn(poll_loop(
                 netlink,
+                link_events,
                 links,
                 files.clone(),
                 seen,
@@ -703,18 +707,38 @@ async fn script_loop(job: ScriptJob, tx: mpsc::Sender<Event>) {
     }
 }
 
-/// Re-reads links and files every `every`, reporting changes from `seen`.
+/// RTNLGRP_LINK notifications.
+type LinkEvents = futures::channel::mpsc::UnboundedReceiver<(
+    rtnetlink::packet_core::NetlinkMessage<rtnetlink::packet_route::RouteNetlinkMessage>,
+    rtnetlink::sys::SocketAddr,
+)>;
+
+/// Re-reads links and files every `every` and on every link event,
+/// reporting changes from `seen`.
 async fn poll_loop(
     netlink: Option<rtnetlink::Handle>,
+    mut link_events: Option<LinkEvents>,
     links: Vec<String>,
     files: Vec<(String, String)>,
     seen: (HashMap<String, bool>, HashMap<String, i64>),
     every: Duration,
     tx: mpsc::Sender<Event>,
 ) {
+    use futures::StreamExt;
     let (mut last_links, mut last_files) = seen;
     loop {
-        tokio::time::sleep(every).await;
+        let event = async {
+            match link_events.as_mut() {
+                Some(ev) => ev.next().await.is_some(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            open = event => if !open {
+                link_events = None;
+            },
+        }
         let l = read_links(netlink.as_ref(), &links).await;
         if l != last_links {
             last_links = l.clone();
