@@ -6,8 +6,9 @@
 //! Pure: [`TrackPlan::from_config`] (which objects each instance tracks,
 //! with which weight) and [`TrackPlan::evaluate`] (priority or FAULT from
 //! the objects' current [`Status`]); [`ScriptCounter`] is the rise/fall
-//! counter. I/O: [`Tracker`] runs the scripts, polls links and files, and
-//! sends a [`TrackUpdate`] whenever an instance's verdict changes.
+//! counter. I/O: [`Tracker`] runs the scripts, reads links on every link
+//! event (and every second) and files every second, and sends a
+//! [`TrackUpdate`] whenever an instance's verdict changes.
 //!
 //! keepalived's rules, with `m` = -1 for `reverse`, else 1:
 //! - script / interface, weight 0: FAULT while failed (reverse: while OK);
