@@ -175,6 +175,15 @@ fn wait_for_frame(fd: &OwnedFd, want: &[u8], within: Duration) -> Result<()> {
     bail!("frame not captured ({seen} others seen): {want:02x?}")
 }
 
+/// The client's entry for `ip` at an old MAC, as a cache before failover.
+fn stale_neigh(client: &Netns, ip: &str) -> Result<()> {
+    let old = "02:00:00:00:00:99";
+    client.ip(&[
+        "neigh", "replace", ip, "lladdr", old, "dev", "v1", "nud", "stale",
+    ])?;
+    Ok(())
+}
+
 fn neigh_has(ns: &Netns, ip: &str, mac: &str, within: Duration) -> Result<()> {
     let deadline = Instant::now() + within;
     loop {
@@ -196,17 +205,7 @@ fn garp_and_unsolicited_na_reach_the_wire_and_the_client_cache() -> Result<()> {
     client.ip(&["addr", "add", "2001:db8:62::2/64", "dev", "v1", "nodad"])?;
     // The client knows the VIPs at an old MAC; the announcements must move them.
     for ip in ["10.62.0.10", "2001:db8:62::10"] {
-        client.ip(&[
-            "neigh",
-            "replace",
-            ip,
-            "lladdr",
-            "02:00:00:00:00:99",
-            "dev",
-            "v1",
-            "nud",
-            "stale",
-        ])?;
+        stale_neigh(&client, ip)?;
     }
     let mac = [0x02, 0x62, 0, 0, 0, 0x01];
     let v4 = Ipv4Addr::new(10, 62, 0, 10);
@@ -235,17 +234,7 @@ fn garp_and_unsolicited_na_reach_the_wire_and_the_client_cache() -> Result<()> {
     )?;
 
     // A burst of 3 rounds: 3 frames per address.
-    client.ip(&[
-        "neigh",
-        "replace",
-        "10.62.0.10",
-        "lladdr",
-        "02:00:00:00:00:99",
-        "dev",
-        "v1",
-        "nud",
-        "stale",
-    ])?;
+    stale_neigh(&client, "10.62.0.10")?;
     let mac2 = [0x02, 0x62, 0, 0, 0, 0x02];
     let count = client.enter(|| -> Result<usize> {
         let fd = capture("v1")?;

@@ -307,10 +307,8 @@ impl Addrs {
     /// Removes `vip` (leaving master). Ok(true) if removed, Ok(false) if it
     /// was not there (or its interface is gone).
     pub async fn remove(&self, vip: &Vip) -> Result<bool, AddrError> {
-        let index = match self.index(vip).await {
-            Ok(i) => i,
-            Err(AddrError::NoDevice { .. }) => return Ok(false),
-            Err(e) => return Err(e),
+        let Some(index) = self.index_if_any(vip).await? else {
+            return Ok(false);
         };
         match self
             .handle
@@ -336,10 +334,8 @@ impl Addrs {
 
     /// Whether `vip`'s address is on its interface (with any prefix).
     pub async fn is_present(&self, vip: &Vip) -> Result<bool, AddrError> {
-        let index = match self.index(vip).await {
-            Ok(i) => i,
-            Err(AddrError::NoDevice { .. }) => return Ok(false),
-            Err(e) => return Err(e),
+        let Some(index) = self.index_if_any(vip).await? else {
+            return Ok(false);
         };
         let mut found = self
             .handle
@@ -353,6 +349,15 @@ impl Addrs {
             .await
             .map_err(|e| AddrError::Netlink(e.to_string()))?
             .is_some())
+    }
+
+    /// `None` when the interface is gone (nothing to remove or find there).
+    async fn index_if_any(&self, vip: &Vip) -> Result<Option<u32>, AddrError> {
+        match self.index(vip).await {
+            Ok(i) => Ok(Some(i)),
+            Err(AddrError::NoDevice { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn index(&self, vip: &Vip) -> Result<u32, AddrError> {

@@ -454,7 +454,7 @@ pub struct TrackUpdate {
 /// How often links and files are re-read.
 const POLL: Duration = Duration::from_secs(1);
 
-/// Runs the tracked scripts, polls links and files, and reports verdict
+/// Runs the tracked scripts, watches links and files, and reports verdict
 /// changes. Build with [`Tracker::new`], start with [`Tracker::spawn`].
 pub struct Tracker {
     plan: TrackPlan,
