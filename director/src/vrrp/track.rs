@@ -36,7 +36,7 @@ use futures::TryStreamExt;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::fsm::{PRIORITY_OWNER, clamp_priority};
+use super::fsm::{Input, PRIORITY_OWNER, clamp_priority};
 use super::notify::script_ids;
 use crate::check::misc::{ScriptOutcome, run_script};
 use crate::config::{Config, Script, TrackFile, Tracked, VrrpScript};
@@ -446,9 +446,19 @@ pub fn parse_track_value(s: &str) -> Option<i64> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackUpdate {
     pub instance: String,
-    /// Effective priority (feed `Input::PriorityChanged` and `Fault(false)`);
-    /// `None` = FAULT (feed `Input::Fault(true)`).
+    /// Effective priority; `None` = FAULT.
     pub priority: Option<u8>,
+}
+
+impl TrackUpdate {
+    /// What to feed the instance's state machine, in order: the new
+    /// priority before leaving FAULT, so the election uses it.
+    pub fn inputs(&self) -> Vec<Input> {
+        match self.priority {
+            Some(p) => vec![Input::PriorityChanged(p), Input::Fault(false)],
+            None => vec![Input::Fault(true)],
+        }
+    }
 }
 
 /// How often links and files are re-read.
@@ -971,6 +981,47 @@ mod tests {
             vec![entry(script("z"), 0, false), entry(iface("eth0"), 0, false)],
         );
         assert!(matches!(eval(&p, &s), Verdict::Fault(_)));
+    }
+
+    #[test]
+    fn updates_drive_the_state_machine() {
+        use crate::config::VrrpState;
+        use crate::vrrp::fsm::{Fsm, FsmConfig, State};
+        use crate::vrrp::packet::Version;
+        let mut fsm = Fsm::new(FsmConfig {
+            version: Version::V2,
+            priority: 100,
+            advert_int: Duration::from_secs(1),
+            nopreempt: false,
+            preempt_delay: Duration::ZERO,
+            primary_ip: "10.0.0.1".parse().unwrap(),
+        });
+        let t = Duration::ZERO;
+        fsm.handle(
+            t,
+            Input::Startup {
+                initial_state: VrrpState::Backup,
+            },
+        );
+        let fault = TrackUpdate {
+            instance: "VI".into(),
+            priority: None,
+        };
+        for i in fault.inputs() {
+            fsm.handle(t, i);
+        }
+        assert_eq!(fsm.state(), State::Fault);
+        let back = TrackUpdate {
+            instance: "VI".into(),
+            priority: Some(50),
+        };
+        for i in back.inputs() {
+            fsm.handle(t, i);
+        }
+        assert_eq!((fsm.state(), fsm.priority()), (State::Backup, 50));
+        // Leaving FAULT with the new priority: the down timer has its skew.
+        let skew = Duration::from_nanos(206 * 3_906_250);
+        assert_eq!(fsm.next_deadline(), Some(3 * Duration::from_secs(1) + skew));
     }
 
     #[test]
