@@ -797,3 +797,29 @@ fn sync_backup_never_demotes_the_address_owner() {
     assert!(f.handle(ms(100), Input::SyncBackup).is_empty());
     assert_eq!(f.state(), State::Master);
 }
+
+// ---------------------------------------------------------------------------
+// A reload restarts a changed master: it resumes as master at once
+
+#[test]
+fn resume_master_becomes_master_at_once() {
+    let mut f = Fsm::new(cfg(Version::V2, 100));
+    let a = f.handle(ms(5), Input::ResumeMaster);
+    assert_eq!(a, vec![Action::SendAdvert { priority: 100 }, Action::BecomeMaster]);
+    assert_eq!(f.state(), State::Master);
+    assert_eq!(f.next_deadline(), Some(ms(1005)));
+    // A higher-priority peer still wins the next election.
+    let a = f.handle(ms(300), Input::AdvertReceived { priority: 200, src_ip: ip("10.0.0.9"), max_advert_int: ms(1000) });
+    assert_eq!(a, vec![Action::BecomeBackup]);
+}
+
+#[test]
+fn resume_master_in_fault_stays_in_fault_and_only_from_initialize() {
+    let mut f = Fsm::new(cfg(Version::V2, 100));
+    f.handle(ms(1), Input::Fault(true));
+    assert_eq!(f.handle(ms(2), Input::ResumeMaster), vec![Action::EnterFault]);
+    assert_eq!(f.state(), State::Fault);
+    let (mut b, _) = started(cfg(Version::V2, 100), VrrpState::Backup);
+    assert!(b.handle(ms(3), Input::ResumeMaster).is_empty());
+    assert_eq!(b.state(), State::Backup);
+}

@@ -18,8 +18,6 @@
 //! daemon gets its own `--bpffs-dir` below /sys/fs/bpf (the default one is
 //! shared by every daemon on the host), and `director --cleanup` runs when
 //! the test ends, pass or fail, so no pin or attached program outlives it.
-//! A director whose `--help` has no `--bpffs-dir` yet is started without
-//! it, and the restart test fails saying so.
 //!
 //! The real servers speak a line protocol, so one connection can ask
 //! several times which server it reached: every line gets
@@ -355,16 +353,9 @@ fn metrics_in(lab: &Lab) -> Result<()> {
 }
 
 /// The daemon stopped and started again under traffic: forwarding must not
-/// notice. Needs the data plane pinned in bpffs (`--bpffs-dir`).
+/// notice (the data plane stays pinned in bpffs).
 #[test]
 fn restart_during_traffic_loses_nothing() -> Result<()> {
-    let director = bin("director")?;
-    ensure!(
-        supports_bpffs_dir(&director)?,
-        "`{} --help` does not list --bpffs-dir: without pinned maps and links the data plane goes away with the \
-         daemon, so a hitless restart cannot be tested (the flag is being added)",
-        director.display()
-    );
     let lab = Lab::new("restart")?;
     lab.explain(restart_in(&lab))
 }
@@ -759,7 +750,6 @@ impl Lab {
         let started = Instant::now();
         let director = bin("director")?;
         let ctl = bin("directorctl")?;
-        let pins = supports_bpffs_dir(&director)?;
 
         let switch = Netns::new(&format!("{tag}-sw"))?;
         let client = Netns::new(&format!("{tag}-cli"))?;
@@ -798,13 +788,8 @@ impl Lab {
         let tmp = TempDir::new(tag)?;
         let conf = tmp.0.join("director.conf");
         fs::write(&conf, conf_text)?;
-        let bpffs = if pins {
-            Some(PathBuf::from(format!("/sys/fs/bpf/director-test-{tag}-{}-{}", std::process::id(), unique())))
-        } else {
-            println!("note: `director --help` has no --bpffs-dir yet; starting without it");
-            None
-        };
-        let mut args: Vec<String> = vec![
+        let bpffs = PathBuf::from(format!("/sys/fs/bpf/director-test-{tag}-{}-{}", std::process::id(), unique()));
+        let args: Vec<String> = vec![
             "-f".into(),
             conf.display().to_string(),
             "--iface".into(),
@@ -813,10 +798,9 @@ impl Lab {
             tmp.0.join("d.sock").display().to_string(),
             "--metrics-listen".into(),
             format!("127.0.0.1:{METRICS_PORT}"),
+            "--bpffs-dir".into(),
+            bpffs.display().to_string(),
         ];
-        if let Some(b) = &bpffs {
-            args.extend(["--bpffs-dir".into(), b.display().to_string()]);
-        }
         let daemon = Daemon {
             netns: dir.name().to_string(),
             director,
@@ -1141,8 +1125,8 @@ fn which(program: &str) -> Option<PathBuf> {
 // The daemon
 
 /// The `director` process, started with nsenter in the director namespace.
-/// Dropping it stops the daemon and, with --bpffs-dir, runs
-/// `director --cleanup` so no pin or attached program outlives the test.
+/// Dropping it stops the daemon and runs `director --cleanup` so no pin or
+/// attached program outlives the test.
 struct Daemon {
     netns: String,
     director: PathBuf,
@@ -1150,7 +1134,7 @@ struct Daemon {
     args: Vec<String>,
     socket: PathBuf,
     log: PathBuf,
-    bpffs: Option<PathBuf>,
+    bpffs: PathBuf,
     child: Mutex<Option<Child>>,
     /// `director --cleanup` ran (and succeeded).
     cleaned: AtomicBool,
@@ -1247,7 +1231,7 @@ impl Daemon {
     /// `director --cleanup --bpffs-dir DIR` (the daemon stopped): exit 0,
     /// and no pin left below DIR.
     fn cleanup(&self) -> Result<()> {
-        let Some(dir) = &self.bpffs else { return Ok(()) };
+        let dir = &self.bpffs;
         ensure!(self.pid().is_none(), "cleanup with the daemon running");
         let args = ["--cleanup", "--bpffs-dir", dir.to_str().context("bpffs path")?];
         let out = run_bounded(&self.director, &args, None, TOOL_TIMEOUT)?;
@@ -1290,9 +1274,9 @@ impl Drop for Daemon {
             eprintln!("{e:#}");
             // Pins must not outlive the test: unlinking them from bpffs
             // drops the last reference (links detach, maps go).
-            if let Some(dir) = self.bpffs.as_ref().filter(|d| d.exists()) {
-                eprintln!("removing {} by hand", dir.display());
-                let _ = fs::remove_dir_all(dir);
+            if self.bpffs.exists() {
+                eprintln!("removing {} by hand", self.bpffs.display());
+                let _ = fs::remove_dir_all(&self.bpffs);
             }
         }
     }
@@ -1312,12 +1296,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Whether this director pins its data plane (`--bpffs-dir`).
-fn supports_bpffs_dir(director: &Path) -> Result<bool> {
-    let out = run_bounded(director, &["--help"], None, TOOL_TIMEOUT)?;
-    ensure!(out.code == Some(0), "director --help: {out}");
-    Ok(out.stdout.contains("--bpffs-dir"))
-}
 
 /// The sibling of the test executable: target/<profile>/deps/.. /NAME.
 fn bin(name: &str) -> Result<PathBuf> {

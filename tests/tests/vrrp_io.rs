@@ -28,19 +28,15 @@ fn in_ns<T: Send>(ns: &Netns, f: impl AsyncFnOnce() -> T + Send) -> Result<T> {
     })
 }
 
+/// A netlink handle whose connection runs on the current runtime.
+fn netlink() -> rtnetlink::Handle {
+    let (conn, handle, _) = rtnetlink::new_connection().unwrap();
+    tokio::spawn(conn);
+    handle
+}
+
 fn va(addr: &str, prefix: u8) -> VirtualAddress {
-    VirtualAddress {
-        addr: addr.parse().unwrap(),
-        prefix,
-        brd: None,
-        dev: None,
-        scope: None,
-        label: None,
-        peer: None,
-        use_vmac: false,
-        no_track: false,
-        flags: vec![],
-    }
+    VirtualAddress::new(addr.parse().unwrap(), prefix)
 }
 
 fn pair(tag: &str) -> Result<(Netns, Netns)> {
@@ -179,6 +175,15 @@ fn wait_for_frame(fd: &OwnedFd, want: &[u8], within: Duration) -> Result<()> {
     bail!("frame not captured ({seen} others seen): {want:02x?}")
 }
 
+/// The client's entry for `ip` at an old MAC, as a cache before failover.
+fn stale_neigh(client: &Netns, ip: &str) -> Result<()> {
+    let old = "02:00:00:00:00:99";
+    client.ip(&[
+        "neigh", "replace", ip, "lladdr", old, "dev", "v1", "nud", "stale",
+    ])?;
+    Ok(())
+}
+
 fn neigh_has(ns: &Netns, ip: &str, mac: &str, within: Duration) -> Result<()> {
     let deadline = Instant::now() + within;
     loop {
@@ -200,17 +205,7 @@ fn garp_and_unsolicited_na_reach_the_wire_and_the_client_cache() -> Result<()> {
     client.ip(&["addr", "add", "2001:db8:62::2/64", "dev", "v1", "nodad"])?;
     // The client knows the VIPs at an old MAC; the announcements must move them.
     for ip in ["10.62.0.10", "2001:db8:62::10"] {
-        client.ip(&[
-            "neigh",
-            "replace",
-            ip,
-            "lladdr",
-            "02:00:00:00:00:99",
-            "dev",
-            "v1",
-            "nud",
-            "stale",
-        ])?;
+        stale_neigh(&client, ip)?;
     }
     let mac = [0x02, 0x62, 0, 0, 0, 0x01];
     let v4 = Ipv4Addr::new(10, 62, 0, 10);
@@ -239,17 +234,7 @@ fn garp_and_unsolicited_na_reach_the_wire_and_the_client_cache() -> Result<()> {
     )?;
 
     // A burst of 3 rounds: 3 frames per address.
-    client.ip(&[
-        "neigh",
-        "replace",
-        "10.62.0.10",
-        "lladdr",
-        "02:00:00:00:00:99",
-        "dev",
-        "v1",
-        "nud",
-        "stale",
-    ])?;
+    stale_neigh(&client, "10.62.0.10")?;
     let mac2 = [0x02, 0x62, 0, 0, 0, 0x02];
     let count = client.enter(|| -> Result<usize> {
         let fd = capture("v1")?;
@@ -299,8 +284,7 @@ fn use_vmac_macvlan_is_private_idempotent_and_removed() -> Result<()> {
     .remove(0);
     let spec = VmacSpec::from_config(&inst, false)?.context("use_vmac parsed")?;
     let (first, second) = in_ns(&ns, async || {
-        let (conn, handle, _) = rtnetlink::new_connection().unwrap();
-        tokio::spawn(conn);
+        let handle = netlink();
         (
             spec.ensure(&handle).await.unwrap(),
             spec.ensure(&handle).await.unwrap(),
@@ -328,8 +312,7 @@ fn use_vmac_macvlan_is_private_idempotent_and_removed() -> Result<()> {
     );
 
     let (removed, again) = in_ns(&ns, async || {
-        let (conn, handle, _) = rtnetlink::new_connection().unwrap();
-        tokio::spawn(conn);
+        let handle = netlink();
         (
             spec.remove(&handle).await.unwrap(),
             spec.remove(&handle).await.unwrap(),
@@ -352,8 +335,7 @@ fn use_vmac_macvlan_is_private_idempotent_and_removed() -> Result<()> {
     });
     let other = VmacSpec::from_config(&inst, false)?.context("use_vmac")?;
     let err = in_ns(&ns, async || {
-        let (conn, handle, _) = rtnetlink::new_connection().unwrap();
-        tokio::spawn(conn);
+        let handle = netlink();
         other.ensure(&handle).await
     })?
     .unwrap_err();
@@ -402,11 +384,22 @@ fn tracked_interfaces_fault_and_weight() -> Result<()> {
         let task = Tracker::new(&cfg)?.spawn(tx);
         let mut latest = BTreeMap::new();
         settle(&mut rx, &mut latest, &[("A", Some(100)), ("B", Some(100))]).await?;
-        // Carrier goes when the peer end goes down.
+        // Carrier goes when the peer end goes down (the kernel's linkwatch
+        // reports that up to 1 s later, to us as to keepalived).
         peer.ip(&["link", "set", "v1", "down"])?;
         settle(&mut rx, &mut latest, &[("A", None), ("B", Some(70))]).await?;
         peer.ip(&["link", "set", "v1", "up"])?;
         settle(&mut rx, &mut latest, &[("A", Some(100)), ("B", Some(100))]).await?;
+        // Administratively down: the link event, not the 1 s poll, carries it.
+        let t = Instant::now();
+        ns.ip(&["link", "set", "v0", "down"])?;
+        settle(&mut rx, &mut latest, &[("A", None), ("B", Some(70))]).await?;
+        let took = t.elapsed();
+        eprintln!("bench vrrp_track_link_down_ms={}", took.as_millis());
+        ensure!(
+            took < Duration::from_millis(500),
+            "link down seen after {took:?}"
+        );
         task.abort();
         Ok(())
     })??;

@@ -21,7 +21,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::{
     build::cargo,
-    cmd::{invoke, output, probe, root},
+    cmd::{invoke, output, root},
     setup,
 };
 
@@ -78,22 +78,51 @@ pub fn up() -> Result<()> {
     wait_for_log("sw", "ready", Duration::from_secs(20))?;
     // Seed 002's pair: dir1 is the VRRP master, dir2 the backup, with the
     // same services, so either forwards every connection the same way.
-    let conf = root().join("conf/director.conf");
     let backup = Path::new(STATE_DIR).join("dir2.conf");
-    fs::write(&backup, backup_config(&fs::read_to_string(&conf)?)?)?;
-    for (who, conf) in [("dir1", conf.as_path()), ("dir2", backup.as_path())] {
-        let (sock, who_pins) = (socket(who), pins(who));
-        let conf = conf.to_str().context("non-UTF-8 path")?;
-        let metrics = format!("127.0.0.1:{}", if who == "dir1" { 9612 } else { 9613 });
-        let args = ["-f", conf, "--iface", "eth0", "--socket", &sock, "--bpffs-dir", &who_pins, "--metrics-listen", &metrics];
-        spawn(who, &director, &args)?;
+    fs::write(&backup, backup_config(&fs::read_to_string(root().join("conf/director.conf"))?)?)?;
+    for who in ["dir1", "dir2"] {
+        start_director(who)?;
     }
     for who in ["dir1", "dir2"] {
         wait_for_log(who, "ready", Duration::from_secs(30))?;
     }
     wait_for_log("dir1", "Entering MASTER STATE", Duration::from_secs(10))?;
 
-    report()
+    report()?;
+    failover()
+}
+
+fn start_director(who: &str) -> Result<()> {
+    let conf = match who {
+        "dir1" => root().join("conf/director.conf"),
+        _ => Path::new(STATE_DIR).join("dir2.conf"),
+    };
+    let (sock, who_pins) = (socket(who), pins(who));
+    let conf = conf.to_str().context("non-UTF-8 path")?.to_string();
+    let metrics = format!("127.0.0.1:{}", if who == "dir1" { 9612 } else { 9613 });
+    let args = ["-f", &conf, "--iface", "eth0", "--socket", &sock, "--bpffs-dir", &who_pins, "--metrics-listen", &metrics];
+    spawn(who, &root().join("target/debug/director"), &args)
+}
+
+/// The VRRP pair at work: dir1 stops, dir2 takes the VIP and forwards;
+/// dir1 comes back and takes it back (it has the higher priority).
+fn failover() -> Result<()> {
+    println!("\nlab: failover: stopping dir1 (SIGTERM: it sends priority 0 and releases the VIP)");
+    let stopped = Instant::now();
+    stop("dir1");
+    wait_for_log("dir2", "Entering MASTER STATE", Duration::from_secs(10))?;
+    println!("  dir2 is master {:.0?} after the stop", stopped.elapsed());
+    let before = forwarded("dir2");
+    let seen = gets(30);
+    println!("  30 requests to the VIP: {}", tally(&seen));
+    println!("  dir2 forwarded {} of them", forwarded("dir2").saturating_sub(before));
+    println!("\nlab: dir1 starts again and, with the higher priority, takes the VIP back");
+    start_director("dir1")?;
+    wait_for_log("dir1", "Entering MASTER STATE", Duration::from_secs(30))?;
+    let seen = gets(30);
+    println!("  30 requests to the VIP: {}", tally(&seen));
+    println!("\nlab: stop it all with `cargo xtask lab --down`");
+    Ok(())
 }
 
 /// dir2's configuration: conf/director.conf as the backup node, the way its
@@ -179,12 +208,7 @@ fn report() -> Result<()> {
     let xdp = link.lines().find(|l| l.contains("prog/xdp")).map(str::trim).unwrap_or("no XDP program attached");
     println!("\nlab: dir1 eth0: {xdp}");
 
-    let xtask = std::env::current_exe()?;
-    let get = |addr: &str| {
-        output(Command::new("ip").args(["netns", "exec", &ns("client")]).arg(&xtask).args(["http-get", &format!("{addr}:80")]))
-            .map(|b| b.trim().to_string())
-            .unwrap_or_else(|e| format!("FAILED: {e}"))
-    };
+
     println!("\nlab: real servers answer the client directly:");
     for h in HOSTS.iter().filter(|h| h.real_server) {
         println!("  GET http://{}/ -> {}", h.addr, get(h.addr));
@@ -195,17 +219,10 @@ fn report() -> Result<()> {
         sleep(Duration::from_millis(250));
     }
     println!("\nlab: 30 requests to the VIP through director (DR, rr):");
-    let mut seen = std::collections::BTreeMap::new();
-    for _ in 0..30 {
-        *seen.entry(get(VIP)).or_insert(0) += 1;
-    }
+    let seen = gets(30);
     for (who, n) in &seen {
         println!("  {n:>3} answered by {who}");
     }
-    let ctl = |who: &str, args: &[&str]| {
-        output(Command::new(root().join("target/debug/directorctl")).args(["--socket", &socket(who)]).args(args))
-            .unwrap_or_else(|e| format!("FAILED: {e}"))
-    };
     println!("\nlab: directorctl list --stats (from dir1):");
     for line in ctl("dir1", &["list", "--stats"]).lines() {
         println!("  {line}");
@@ -216,8 +233,39 @@ fn report() -> Result<()> {
             println!("  {who}: {line}");
         }
     }
-    println!("\nlab: stop it all with `cargo xtask lab --down`");
     Ok(())
+}
+
+/// A GET from the client: the answering server's name, or why it failed.
+fn get(addr: &str) -> String {
+    let xtask = std::env::current_exe().unwrap_or_else(|_| "xtask".into());
+    output(Command::new("ip").args(["netns", "exec", &ns("client")]).arg(&xtask).args(["http-get", &format!("{addr}:80")]))
+        .map(|b| b.trim().to_string())
+        .unwrap_or_else(|e| format!("FAILED: {e}"))
+}
+
+/// `n` GETs through the VIP, counted by who answered.
+fn gets(n: usize) -> std::collections::BTreeMap<String, usize> {
+    let mut seen = std::collections::BTreeMap::new();
+    for _ in 0..n {
+        *seen.entry(get(VIP)).or_insert(0) += 1;
+    }
+    seen
+}
+
+fn tally(seen: &std::collections::BTreeMap<String, usize>) -> String {
+    seen.iter().map(|(who, n)| format!("{n} by {who}")).collect::<Vec<_>>().join(", ")
+}
+
+fn ctl(who: &str, args: &[&str]) -> String {
+    output(Command::new(root().join("target/debug/directorctl")).args(["--socket", &socket(who)]).args(args))
+        .unwrap_or_else(|e| format!("FAILED: {e}"))
+}
+
+/// Connections a director has scheduled (`directorctl list --stats`).
+fn forwarded(who: &str) -> u64 {
+    let list = ctl(who, &["list", "--stats"]);
+    list.lines().find(|l| l.starts_with("TCP")).and_then(|l| l.split_whitespace().nth(2)).and_then(|c| c.parse().ok()).unwrap_or(0)
 }
 
 /// Each lab director pins its data plane in its own bpffs directory.
@@ -283,8 +331,12 @@ fn pid(host: &str) -> Option<i32> {
     fs::read_to_string(pid_path(host)).ok()?.trim().parse().ok()
 }
 
+/// Running (a zombie child of ours, exited but not reaped, is not).
 fn alive(host: &str) -> bool {
-    pid(host).is_some_and(|p| probe(Command::new("kill").args(["-0", &p.to_string()])))
+    pid(host).is_some_and(|p| {
+        fs::read_to_string(format!("/proc/{p}/stat"))
+            .is_ok_and(|stat| stat.rsplit_once(')').is_some_and(|(_, rest)| !rest.trim_start().starts_with('Z')))
+    })
 }
 
 /// SIGTERM to the host's process group, then wait for it to go.

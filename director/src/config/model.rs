@@ -305,6 +305,24 @@ pub struct VirtualAddress {
     pub flags: Vec<String>,
 }
 
+impl VirtualAddress {
+    /// `ADDR/PREFIX` with no options.
+    pub fn new(addr: IpAddr, prefix: u8) -> Self {
+        VirtualAddress {
+            addr,
+            prefix,
+            brd: None,
+            dev: None,
+            scope: None,
+            label: None,
+            peer: None,
+            use_vmac: false,
+            no_track: false,
+            flags: Vec::new(),
+        }
+    }
+}
+
 /// `brd ADDR`, or `brd +` / `brd -` to set / clear the host bits.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub enum Broadcast {

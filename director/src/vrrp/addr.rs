@@ -124,17 +124,28 @@ impl Vip {
                 scope: s.to_string(),
             })?,
         };
+        // As keepalived (vrrp_ipaddress.c): `brd` is dropped next to a
+        // `peer`, and `+` / `-` apply to prefixes up to /30 only.
         let broadcast = match (&va.brd, addr) {
             (None, _) => None,
             (Some(_), IpAddr::V6(_)) => return Err(AddrError::BroadcastOnIpv6 { addr }),
+            (Some(Broadcast::Addr(IpAddr::V6(b))), _) => {
+                return Err(AddrError::BadBroadcast {
+                    addr,
+                    brd: IpAddr::V6(*b),
+                });
+            }
+            (Some(_), _) if va.peer.is_some() => None,
+            (Some(Broadcast::Addr(IpAddr::V4(b))), _) => Some(*b),
+            (Some(_), _) if va.prefix > 30 => None,
             (Some(b), IpAddr::V4(v4)) => {
                 let host_bits = u32::MAX.checked_shr(u32::from(va.prefix)).unwrap_or(0);
-                Some(match b {
-                    Broadcast::Addr(IpAddr::V4(b)) => *b,
-                    Broadcast::Addr(b) => return Err(AddrError::BadBroadcast { addr, brd: *b }),
-                    Broadcast::SetHostBits => Ipv4Addr::from(u32::from(v4) | host_bits),
-                    Broadcast::ClearHostBits => Ipv4Addr::from(u32::from(v4) & !host_bits),
-                })
+                let set = matches!(b, Broadcast::SetHostBits);
+                Some(Ipv4Addr::from(if set {
+                    u32::from(v4) | host_bits
+                } else {
+                    u32::from(v4) & !host_bits
+                }))
             }
         };
         if let Some(p) = va.peer
@@ -296,10 +307,8 @@ impl Addrs {
     /// Removes `vip` (leaving master). Ok(true) if removed, Ok(false) if it
     /// was not there (or its interface is gone).
     pub async fn remove(&self, vip: &Vip) -> Result<bool, AddrError> {
-        let index = match self.index(vip).await {
-            Ok(i) => i,
-            Err(AddrError::NoDevice { .. }) => return Ok(false),
-            Err(e) => return Err(e),
+        let Some(index) = self.index_if_any(vip).await? else {
+            return Ok(false);
         };
         match self
             .handle
@@ -325,10 +334,8 @@ impl Addrs {
 
     /// Whether `vip`'s address is on its interface (with any prefix).
     pub async fn is_present(&self, vip: &Vip) -> Result<bool, AddrError> {
-        let index = match self.index(vip).await {
-            Ok(i) => i,
-            Err(AddrError::NoDevice { .. }) => return Ok(false),
-            Err(e) => return Err(e),
+        let Some(index) = self.index_if_any(vip).await? else {
+            return Ok(false);
         };
         let mut found = self
             .handle
@@ -342,6 +349,15 @@ impl Addrs {
             .await
             .map_err(|e| AddrError::Netlink(e.to_string()))?
             .is_some())
+    }
+
+    /// `None` when the interface is gone (nothing to remove or find there).
+    async fn index_if_any(&self, vip: &Vip) -> Result<Option<u32>, AddrError> {
+        match self.index(vip).await {
+            Ok(i) => Ok(Some(i)),
+            Err(AddrError::NoDevice { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn index(&self, vip: &Vip) -> Result<u32, AddrError> {
@@ -368,18 +384,7 @@ mod tests {
     use super::*;
 
     fn va(addr: &str, prefix: u8) -> VirtualAddress {
-        VirtualAddress {
-            addr: addr.parse().unwrap(),
-            prefix,
-            brd: None,
-            dev: None,
-            scope: None,
-            label: None,
-            peer: None,
-            use_vmac: false,
-            no_track: false,
-            flags: vec![],
-        }
+        VirtualAddress::new(addr.parse().unwrap(), prefix)
     }
 
     #[test]
@@ -417,10 +422,15 @@ mod tests {
         );
         let mut b = va("10.0.0.10", 32);
         b.brd = Some(Broadcast::SetHostBits);
+        assert_eq!(Vip::resolve(&b, "eth0").unwrap().broadcast, None);
+        b.prefix = 30;
         assert_eq!(
             Vip::resolve(&b, "eth0").unwrap().broadcast,
-            Some(Ipv4Addr::new(10, 0, 0, 10))
+            Some(Ipv4Addr::new(10, 0, 0, 11))
         );
+        b.peer = Some("10.0.0.20".parse().unwrap());
+        assert_eq!(Vip::resolve(&b, "eth0").unwrap().broadcast, None);
+        b.peer = None;
         b.prefix = 0;
         assert_eq!(
             Vip::resolve(&b, "eth0").unwrap().broadcast,
@@ -457,6 +467,12 @@ mod tests {
         assert!(matches!(
             Vip::resolve(&s, "eth0"),
             Err(AddrError::BadScope { .. })
+        ));
+        s.scope = None;
+        s.brd = Some(Broadcast::Addr("2001:db8::ff".parse().unwrap()));
+        assert!(matches!(
+            Vip::resolve(&s, "eth0"),
+            Err(AddrError::BadBroadcast { .. })
         ));
         let mut six = va("2001:db8::1", 64);
         six.brd = Some(Broadcast::SetHostBits);
@@ -532,6 +548,17 @@ mod tests {
             vec![
                 AddressAttribute::Local(a.addr),
                 AddressAttribute::Address("10.0.0.20".parse().unwrap()),
+                AddressAttribute::Label("eth0:1".into()),
+            ],
+            "keepalived drops `brd` next to `peer`"
+        );
+        a.peer = None;
+        let m = Vip::resolve(&a, "eth0").unwrap().message(3);
+        assert_eq!(
+            m.attributes,
+            vec![
+                AddressAttribute::Local(a.addr),
+                AddressAttribute::Address(a.addr),
                 AddressAttribute::Broadcast(Ipv4Addr::new(10, 0, 0, 255)),
                 AddressAttribute::Label("eth0:1".into()),
             ]

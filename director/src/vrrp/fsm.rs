@@ -78,6 +78,10 @@ impl FsmConfig {
 pub enum Input {
     /// Leave Initialize. `initial_state` is the configured `state`.
     Startup { initial_state: VrrpState },
+    /// Leave Initialize as master at once: this instance was master a
+    /// moment ago and was restarted by a reload that changed it, so the
+    /// peers must not see the master go (they re-elect on our adverts).
+    ResumeMaster,
     /// A validated advert (see `packet::receive`) for this instance.
     /// `max_advert_int` is the advertised interval (`Advert::interval`);
     /// only v3 uses it.
@@ -252,6 +256,17 @@ impl Fsm {
                         out.push(Action::EnterFault);
                     } else {
                         self.run(now, initial_state == VrrpState::Master, &mut out);
+                    }
+                }
+            }
+            Input::ResumeMaster => {
+                if self.state == State::Initialize {
+                    self.master_adver_int = self.adv_int;
+                    if self.fault {
+                        self.state = State::Fault;
+                        out.push(Action::EnterFault);
+                    } else {
+                        self.become_master(now, &mut out);
                     }
                 }
             }

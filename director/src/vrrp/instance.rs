@@ -152,8 +152,11 @@ pub enum Command {
     Track(Option<u8>),
     /// From the `vrrp_sync_group`.
     Sync(SyncCmd),
-    /// Stop (priority 0 if master, VIPs removed); answered when done.
-    Shutdown(oneshot::Sender<()>),
+    /// Stop; answered when done. With `handover` (a reload restarts the
+    /// instance) nothing is undone: no priority 0, the VIPs and the VMAC
+    /// stay for the new instance. Otherwise a master sends priority 0 and
+    /// everything is removed.
+    Shutdown { handover: bool, done: oneshot::Sender<()> },
 }
 
 pub fn state_name(s: State) -> &'static str {
@@ -181,8 +184,20 @@ impl InstanceHandle {
 
     /// Stops the instance and waits until its VIPs are gone.
     pub async fn shutdown(self) {
-        let (tx, rx) = oneshot::channel();
-        if self.tx.send(Command::Shutdown(tx)).await.is_ok() {
+        self.stop(false).await;
+    }
+
+    /// Stops the instance for a replacement, leaving its VIPs; returns
+    /// whether it was master (the replacement then resumes as master).
+    pub async fn handover(self) -> bool {
+        let master = self.status.lock().unwrap().state == state_name(State::Master);
+        self.stop(true).await;
+        master
+    }
+
+    async fn stop(self, handover: bool) {
+        let (done, rx) = oneshot::channel();
+        if self.tx.send(Command::Shutdown { handover, done }).await.is_ok() {
             let _ = rx.await;
         }
         let _ = self.task.await;
@@ -192,10 +207,12 @@ impl InstanceHandle {
 /// Creates the VMAC if there is one, opens the socket and starts the
 /// instance's task. `track` is the tracking verdict already known for the
 /// instance (`Some(None)`: FAULT), applied before the state machine starts.
+/// `resume_master`: the instance replaces one that was master (a reload).
 pub async fn start(
     spec: Spec,
     io: Io,
     track: Option<Option<u8>>,
+    resume_master: bool,
     events: mpsc::Sender<Event>,
 ) -> Result<InstanceHandle, InstanceError> {
     let name = spec.config.name.clone();
@@ -243,7 +260,7 @@ pub async fn start(
         holding: false,
         reject_log: BTreeMap::new(),
     };
-    let task = tokio::spawn(driver.run(sock, rx, track));
+    let task = tokio::spawn(driver.run(sock, rx, track, resume_master));
     Ok(InstanceHandle { spec, status, tx, task })
 }
 
@@ -286,7 +303,7 @@ impl Driver {
         self.start.elapsed()
     }
 
-    async fn run(mut self, sock: VrrpSocket, mut rx: mpsc::Receiver<Command>, track: Option<Option<u8>>) {
+    async fn run(mut self, sock: VrrpSocket, mut rx: mpsc::Receiver<Command>, track: Option<Option<u8>>, resume: bool) {
         let name = self.spec.config.name.clone();
         info!(
             "VRRP_Instance({name}) starting on {} (VRID {}, v{}, priority {}, {})",
@@ -299,8 +316,13 @@ impl Driver {
         if let Some(track) = track {
             self.on_track(&sock, track).await;
         }
-        let initial_state = self.spec.config.state;
-        self.input(&sock, Input::Startup { initial_state }).await;
+        if resume {
+            // The VIPs are already on: hold() finds them and re-announces.
+            self.input(&sock, Input::ResumeMaster).await;
+        } else {
+            let initial_state = self.spec.config.state;
+            self.input(&sock, Input::Startup { initial_state }).await;
+        }
         let mut buf = vec![0u8; 2048];
         loop {
             let at = |d: Option<Duration>| d.map(|d| tokio::time::Instant::from_std(self.start + d));
@@ -326,7 +348,11 @@ impl Driver {
                         self.sync_fault = on;
                         self.input(&sock, Input::Fault(self.track_fault || self.sync_fault)).await;
                     }
-                    Some(Command::Shutdown(done)) => {
+                    Some(Command::Shutdown { handover: true, done }) => {
+                        let _ = done.send(());
+                        return;
+                    }
+                    Some(Command::Shutdown { handover: false, done }) => {
                         self.input(&sock, Input::Shutdown).await;
                         if let Some(v) = &self.spec.vmac
                             && let Err(e) = v.remove(&self.io.netlink).await

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use tokio::sync::mpsc;
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{
     addr::Addrs,
@@ -86,19 +86,31 @@ impl Vrrp {
             .filter(|(name, h)| wanted.get(*name).is_none_or(|s| s.config != h.spec.config || s.iface != h.spec.iface))
             .map(|(name, _)| name.clone())
             .collect();
+        let mut resume = std::collections::BTreeSet::new();
         for name in stale {
-            if let Some(h) = self.instances.remove(&name) {
-                info!("VRRP_Instance({name}) stopping: removed or changed by the configuration");
+            let Some(h) = self.instances.remove(&name) else { continue };
+            self.sync.forget(&name);
+            let Some(new) = wanted.get(&name) else {
+                info!("VRRP_Instance({name}) stopping: no longer configured");
                 h.shutdown().await;
-                self.sync.forget(&name);
+                continue;
+            };
+            // Changed: the new instance takes over where this one is, so a
+            // reload never makes the peers see the master leave.
+            info!("VRRP_Instance({name}) restarting: its configuration changed");
+            let old = h.spec.clone();
+            if h.handover().await {
+                resume.insert(name.clone());
             }
+            self.release_leftovers(&old, new).await;
         }
         for (name, spec) in wanted {
             if self.instances.contains_key(&name) {
                 continue;
             }
             let track = self.verdicts.get(&name).copied();
-            match instance::start(spec, self.io.clone(), track, self.events.clone()).await {
+            let resume = resume.contains(&name);
+            match instance::start(spec, self.io.clone(), track, resume, self.events.clone()).await {
                 Ok(h) => {
                     self.instances.insert(name, h);
                 }
@@ -106,6 +118,22 @@ impl Vrrp {
             }
         }
         errors
+    }
+
+    /// What a handed-over instance held that its replacement will not:
+    /// VIPs no longer configured, a VMAC no longer used.
+    async fn release_leftovers(&self, old: &Spec, new: &Spec) {
+        let name = &old.config.name;
+        for vip in old.vips.iter().filter(|v| !new.vips.contains(v)) {
+            if let Err(e) = self.io.addrs.remove(vip).await {
+                warn!("VRRP_Instance({name}) {e}");
+            }
+        }
+        if let Some(v) = old.vmac.as_ref().filter(|v| new.vmac.as_ref() != Some(*v))
+            && let Err(e) = v.remove(&self.io.netlink).await
+        {
+            warn!("VRRP_Instance({name}) {e}");
+        }
     }
 
     /// Notes an instance's transition and makes its sync-group siblings

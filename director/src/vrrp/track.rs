@@ -6,8 +6,9 @@
 //! Pure: [`TrackPlan::from_config`] (which objects each instance tracks,
 //! with which weight) and [`TrackPlan::evaluate`] (priority or FAULT from
 //! the objects' current [`Status`]); [`ScriptCounter`] is the rise/fall
-//! counter. I/O: [`Tracker`] runs the scripts, polls links and files, and
-//! sends a [`TrackUpdate`] whenever an instance's verdict changes.
+//! counter. I/O: [`Tracker`] runs the scripts, reads links on every link
+//! event (and every second) and files every second, and sends a
+//! [`TrackUpdate`] whenever an instance's verdict changes.
 //!
 //! keepalived's rules, with `m` = -1 for `reverse`, else 1:
 //! - script / interface, weight 0: FAULT while failed (reverse: while OK);
@@ -35,7 +36,7 @@ use futures::TryStreamExt;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
-use super::fsm::{PRIORITY_OWNER, clamp_priority};
+use super::fsm::{Input, PRIORITY_OWNER, clamp_priority};
 use super::notify::script_ids;
 use crate::check::misc::{ScriptOutcome, run_script};
 use crate::config::{Config, Script, TrackFile, Tracked, VrrpScript};
@@ -445,15 +446,25 @@ pub fn parse_track_value(s: &str) -> Option<i64> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrackUpdate {
     pub instance: String,
-    /// Effective priority (feed `Input::PriorityChanged` and `Fault(false)`);
-    /// `None` = FAULT (feed `Input::Fault(true)`).
+    /// Effective priority; `None` = FAULT.
     pub priority: Option<u8>,
+}
+
+impl TrackUpdate {
+    /// What to feed the instance's state machine, in order: the new
+    /// priority before leaving FAULT, so the election uses it.
+    pub fn inputs(&self) -> Vec<Input> {
+        match self.priority {
+            Some(p) => vec![Input::PriorityChanged(p), Input::Fault(false)],
+            None => vec![Input::Fault(true)],
+        }
+    }
 }
 
 /// How often links and files are re-read.
 const POLL: Duration = Duration::from_secs(1);
 
-/// Runs the tracked scripts, polls links and files, and reports verdict
+/// Runs the tracked scripts, watches links and files, and reports verdict
 /// changes. Build with [`Tracker::new`], start with [`Tracker::spawn`].
 pub struct Tracker {
     plan: TrackPlan,
@@ -540,11 +551,6 @@ impl Tracker {
         })
     }
 
-    /// The resolved plan (for status output and tests).
-    pub fn plan(&self) -> &TrackPlan {
-        &self.plan
-    }
-
     /// Starts tracking on the current runtime; updates go to `tx`. The
     /// task ends when `tx`'s receiver is dropped.
     pub fn spawn(self, tx: mpsc::Sender<TrackUpdate>) -> tokio::task::JoinHandle<()> {
@@ -575,17 +581,20 @@ impl Tracker {
                 _ => None,
             })
             .collect();
-        let netlink = if links.is_empty() {
-            None
+        // Subscribed to link events, so a link going down is seen at once;
+        // the periodic poll is the safety net.
+        let (netlink, link_events) = if links.is_empty() {
+            (None, None)
         } else {
-            match rtnetlink::new_connection() {
-                Ok((conn, handle, _)) => {
+            use rtnetlink::MulticastGroup;
+            match rtnetlink::new_multicast_connection(&[MulticastGroup::Link]) {
+                Ok((conn, handle, events)) => {
                     tasks.spawn(conn);
-                    Some(handle)
+                    (Some(handle), Some(events))
                 }
                 Err(e) => {
                     warn!("tracking: cannot open rtnetlink ({e}); tracked interfaces read as down");
-                    None
+                    (None, None)
                 }
             }
         };
@@ -595,6 +604,7 @@ impl Tracker {
             let seen = (status.links.clone(), status.files.clone());
             tasks.spawn(poll_loop(
                 netlink,
+                link_events,
                 links,
                 files.clone(),
                 seen,
@@ -708,18 +718,38 @@ async fn script_loop(job: ScriptJob, tx: mpsc::Sender<Event>) {
     }
 }
 
-/// Re-reads links and files every `every`, reporting changes from `seen`.
+/// RTNLGRP_LINK notifications.
+type LinkEvents = futures::channel::mpsc::UnboundedReceiver<(
+    rtnetlink::packet_core::NetlinkMessage<rtnetlink::packet_route::RouteNetlinkMessage>,
+    rtnetlink::sys::SocketAddr,
+)>;
+
+/// Re-reads links and files every `every` and on every link event,
+/// reporting changes from `seen`.
 async fn poll_loop(
     netlink: Option<rtnetlink::Handle>,
+    mut link_events: Option<LinkEvents>,
     links: Vec<String>,
     files: Vec<(String, String)>,
     seen: (HashMap<String, bool>, HashMap<String, i64>),
     every: Duration,
     tx: mpsc::Sender<Event>,
 ) {
+    use futures::StreamExt;
     let (mut last_links, mut last_files) = seen;
     loop {
-        tokio::time::sleep(every).await;
+        let event = async {
+            match link_events.as_mut() {
+                Some(ev) => ev.next().await.is_some(),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            open = event => if !open {
+                link_events = None;
+            },
+        }
         let l = read_links(netlink.as_ref(), &links).await;
         if l != last_links {
             last_links = l.clone();
@@ -951,6 +981,47 @@ mod tests {
             vec![entry(script("z"), 0, false), entry(iface("eth0"), 0, false)],
         );
         assert!(matches!(eval(&p, &s), Verdict::Fault(_)));
+    }
+
+    #[test]
+    fn updates_drive_the_state_machine() {
+        use crate::config::VrrpState;
+        use crate::vrrp::fsm::{Fsm, FsmConfig, State};
+        use crate::vrrp::packet::Version;
+        let mut fsm = Fsm::new(FsmConfig {
+            version: Version::V2,
+            priority: 100,
+            advert_int: Duration::from_secs(1),
+            nopreempt: false,
+            preempt_delay: Duration::ZERO,
+            primary_ip: "10.0.0.1".parse().unwrap(),
+        });
+        let t = Duration::ZERO;
+        fsm.handle(
+            t,
+            Input::Startup {
+                initial_state: VrrpState::Backup,
+            },
+        );
+        let fault = TrackUpdate {
+            instance: "VI".into(),
+            priority: None,
+        };
+        for i in fault.inputs() {
+            fsm.handle(t, i);
+        }
+        assert_eq!(fsm.state(), State::Fault);
+        let back = TrackUpdate {
+            instance: "VI".into(),
+            priority: Some(50),
+        };
+        for i in back.inputs() {
+            fsm.handle(t, i);
+        }
+        assert_eq!((fsm.state(), fsm.priority()), (State::Backup, 50));
+        // Leaving FAULT with the new priority: the down timer has its skew.
+        let skew = Duration::from_nanos(206 * 3_906_250);
+        assert_eq!(fsm.next_deadline(), Some(3 * Duration::from_secs(1) + skew));
     }
 
     #[test]

@@ -6,15 +6,15 @@
 //! `vrrp.<VRID>` for both families, and for IPv4 the sysctls it sets so the
 //! macvlan hears the other routers and only the right interface answers ARP
 //! (VMAC: accept_local=1, arp_ignore=1, rp_filter=0; parent: arp_ignore=1,
-//! arp_filter=1). Unlike keepalived, an existing interface of that name that
-//! is not our macvlan is an error rather than a reason to pick another name.
+//! arp_filter=1). Default names are unique among the instances
+//! ([`VmacSpec::for_instances`]); unlike keepalived, an existing interface
+//! of that name that is not a macvlan on the same parent is an error rather
+//! than a reason to pick another name.
 
 use futures::TryStreamExt;
 use rtnetlink::{
     Handle, LinkMacVlan, LinkUnspec,
-    packet_route::link::{
-        InfoData, InfoKind, InfoMacVlan, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode,
-    },
+    packet_route::link::{InfoKind, LinkAttribute, LinkInfo, LinkMessage, MacVlanMode},
 };
 
 use super::announce::Mac;
@@ -57,8 +57,37 @@ pub fn virtual_mac(vrid: u8, ipv6: bool) -> Mac {
 }
 
 impl VmacSpec {
-    /// `None` when the instance has no `use_vmac`; `ipv6` is the instance's
-    /// family (its VIPs').
+    /// The VMACs of all instances, `(instance, ipv6)` in config order:
+    /// unnamed ones get keepalived's names, unique among them (`vrrp.VRID`,
+    /// then `vrrp6.VRID` for IPv6, then `vrrp1.VRID`, `vrrp2.VRID`, ...).
+    pub fn for_instances(
+        instances: &[(&VrrpInstance, bool)],
+    ) -> Result<Vec<Option<VmacSpec>>, VmacError> {
+        let explicit: Vec<&str> = instances
+            .iter()
+            .filter_map(|(i, _)| i.use_vmac.as_ref()?.name.as_deref())
+            .collect();
+        let mut taken: Vec<String> = Vec::new();
+        let mut out = Vec::new();
+        for &(inst, ipv6) in instances {
+            let mut spec = Self::from_config(inst, ipv6)?;
+            if let Some(s) = spec.as_mut()
+                && inst.use_vmac.as_ref().is_some_and(|v| v.name.is_none())
+            {
+                let used = |n: &str| explicit.contains(&n) || taken.iter().any(|t| t == n);
+                s.name = default_name(inst.virtual_router_id, ipv6, used);
+            }
+            if let Some(s) = &spec {
+                taken.push(s.name.clone());
+            }
+            out.push(spec);
+        }
+        Ok(out)
+    }
+
+    /// One instance's VMAC, named `vrrp.VRID` unless configured; prefer
+    /// [`VmacSpec::for_instances`], which keeps names unique. `ipv6` is the
+    /// instance's family (its VIPs').
     pub fn from_config(inst: &VrrpInstance, ipv6: bool) -> Result<Option<VmacSpec>, VmacError> {
         let Some(v) = &inst.use_vmac else {
             return Ok(None);
@@ -199,6 +228,29 @@ impl VmacSpec {
     }
 }
 
+/// keepalived's `create_vmac_name`: the first free name of `vrrp.VRID`,
+/// (IPv6) `vrrp6.VRID`, `vrrp1.VRID`, `vrrp2.VRID`, ... (6 skipped for
+/// IPv6, already tried).
+fn default_name(vrid: u8, ipv6: bool, used: impl Fn(&str) -> bool) -> String {
+    let first = format!("vrrp.{vrid}");
+    if !used(&first) {
+        return first;
+    }
+    let mut num = 0u32;
+    loop {
+        num = match (ipv6, num) {
+            (true, 0) => 6,
+            (true, 6) => 1,
+            (true, 5) => 7,
+            _ => num + 1,
+        };
+        let name = format!("vrrp{num}.{vrid}");
+        if !used(&name) {
+            return name;
+        }
+    }
+}
+
 fn parse_mac(s: &str) -> Option<Mac> {
     let mut mac = [0u8; 6];
     let mut parts = s.split(':');
@@ -242,20 +294,6 @@ fn is_macvlan_on(l: &LinkMessage, base_index: u32) -> bool {
         }
     }
     kind && parent
-}
-
-/// The macvlan mode of a link, for tests and status.
-pub fn macvlan_mode(l: &LinkMessage) -> Option<MacVlanMode> {
-    l.attributes.iter().find_map(|a| match a {
-        LinkAttribute::LinkInfo(infos) => infos.iter().find_map(|i| match i {
-            LinkInfo::Data(InfoData::MacVlan(d)) => d.iter().find_map(|x| match x {
-                InfoMacVlan::Mode(m) => Some(*m),
-                _ => None,
-            }),
-            _ => None,
-        }),
-        _ => None,
-    })
 }
 
 #[cfg(test)]
@@ -323,6 +361,49 @@ mod tests {
             VmacSpec::from_config(&inst, false),
             Err(VmacError::NoInterface { .. })
         ));
+    }
+
+    #[test]
+    fn default_names_are_unique_as_keepalived_picks_them() {
+        let mut base = crate::vrrp::packet::tests::test_instance();
+        base.interface = Some("eth0".into());
+        base.virtual_router_id = 9;
+        base.use_vmac = Some(Vmac {
+            name: None,
+            mac: None,
+        });
+        let mut named = base.clone();
+        named.virtual_router_id = 10;
+        named.use_vmac = Some(Vmac {
+            name: Some("vrrp1.9".into()),
+            mac: None,
+        });
+        let plain = crate::vrrp::packet::tests::test_instance();
+        let list = [
+            (&base, false),
+            (&base, true),
+            (&named, false),
+            (&plain, false),
+            (&base, false),
+            (&base, true),
+        ];
+        let names: Vec<Option<String>> = VmacSpec::for_instances(&list)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.map(|s| s.name))
+            .collect();
+        let want = ["vrrp.9", "vrrp6.9", "vrrp1.9"].map(|n| Some(n.to_string()));
+        assert_eq!(names[..3], want);
+        assert_eq!(names[3], None);
+        assert_eq!(names[4].as_deref(), Some("vrrp2.9"));
+        assert_eq!(names[5].as_deref(), Some("vrrp3.9"));
+        assert_eq!(
+            default_name(1, true, |n| [
+                "vrrp.1", "vrrp6.1", "vrrp1.1", "vrrp2.1", "vrrp3.1", "vrrp4.1", "vrrp5.1"
+            ]
+            .contains(&n)),
+            "vrrp7.1"
+        );
     }
 
     #[test]

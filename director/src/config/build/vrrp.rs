@@ -682,18 +682,7 @@ fn addresses(cx: &mut Cx, node: &Node) -> Vec<VirtualAddress> {
                 continue;
             }
         };
-        let mut a = VirtualAddress {
-            addr,
-            prefix,
-            brd: None,
-            dev: None,
-            scope: None,
-            label: None,
-            peer: None,
-            use_vmac: false,
-            no_track: false,
-            flags: Vec::new(),
-        };
+        let mut a = VirtualAddress::new(addr, prefix);
         address_options(cx, e, &mut a);
         out.push(a);
     }
