@@ -1,7 +1,9 @@
 //! The XDP data plane: loading the embedded program, attaching it to
-//! interfaces, programming its maps (`apply`), reading its counters.
+//! interfaces, programming its maps (`apply`), reading its counters, and
+//! the VRRP advert fast path (`vrrp`).
 
 mod apply;
+mod vrrp;
 
 use std::{
     fmt, fs,
@@ -23,6 +25,7 @@ use director_common::{
         Persist, PersistKey, Real, Service, ServiceKey, TrafficCounter, globals, maps,
     },
     stats::{Counter, Reason},
+    vrrp::{VrrpAdvert, VrrpInstance, VrrpKey, maps as vrrp_maps},
 };
 
 use self::apply::Applied;
@@ -96,7 +99,7 @@ impl Default for LoadOptions {
 }
 
 /// Every map the program declares, for pinning.
-const MAP_NAMES: [&str; 9] = [
+const MAP_NAMES: [&str; 11] = [
     maps::SERVICES,
     maps::VIPS,
     maps::RINGS,
@@ -106,6 +109,8 @@ const MAP_NAMES: [&str; 9] = [
     maps::STATS,
     maps::SERVICE_STATS,
     maps::REAL_STATS,
+    vrrp_maps::VRRP_INSTANCES,
+    vrrp_maps::VRRP_ADVERTS,
 ];
 
 /// The program's maps, typed.
@@ -119,6 +124,8 @@ pub struct Maps {
     pub stats: PerCpuArray<MapData, Counter>,
     pub service_stats: PerCpuArray<MapData, TrafficCounter>,
     pub real_stats: PerCpuArray<MapData, TrafficCounter>,
+    pub vrrp_instances: HashMap<MapData, VrrpKey, VrrpInstance>,
+    pub vrrp_adverts: HashMap<MapData, VrrpKey, VrrpAdvert>,
 }
 
 /// The loaded program and its maps. Dropping it detaches every link that
@@ -170,6 +177,8 @@ impl XdpProgram {
             stats: take(&mut ebpf, maps::STATS)?,
             service_stats: take(&mut ebpf, maps::SERVICE_STATS)?,
             real_stats: take(&mut ebpf, maps::REAL_STATS)?,
+            vrrp_instances: take(&mut ebpf, vrrp_maps::VRRP_INSTANCES)?,
+            vrrp_adverts: take(&mut ebpf, vrrp_maps::VRRP_ADVERTS)?,
         };
         let applied = if adopted { Applied::adopt(&maps, opts.ring_size)? } else { Applied::new() };
         Ok(XdpProgram { ebpf, maps, ring_size: opts.ring_size, applied, pins, adopted })
@@ -313,6 +322,7 @@ impl Dataplane for XdpProgram {
 }
 
 pub use apply::{ServiceIds, addr_from_words, addr_words, backend_key, family, proto_number};
+pub use vrrp::{Family, SeenAdvert, VrrpWatch};
 
 /// The connection-table key of a packet from `src:sport` to `dst:dport`.
 pub fn flow_key(src: std::net::IpAddr, sport: u16, dst: std::net::IpAddr, dport: u16, proto: crate::state::Proto) -> FlowKey {
