@@ -1,16 +1,21 @@
 //! The build-to-kernel pipeline: the embedded program loads, attaches to a
 //! veth in a namespace (native, falling back to SKB), sees real traffic,
-//! and userspace reads its counters. Runs as root.
+//! and userspace reads its counters and the VRRP adverts it recorded.
+//! Runs as root.
 
 use std::{
     io::{Read, Write},
-    net::{TcpListener, TcpStream},
-    time::Duration,
+    net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket},
+    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    time::{Duration, Instant},
 };
 
 use anyhow::Result;
-use director::dataplane::xdp::{AttachMode, XdpProgram};
-use director_common::stats::Reason;
+use director::{
+    dataplane::xdp::{AttachMode, Family, VrrpWatch, XdpProgram},
+    vrrp::{Advert, Auth, Version},
+};
+use director_common::{stats::Reason, vrrp::IPPROTO_VRRP};
 use director_tests::{
     fixture::{self, Fixture, XDP_PASS},
     netns::{Netns, veth},
@@ -105,5 +110,123 @@ fn test_run_fixtures_pass_unchanged_and_count() -> Result<()> {
         fixture::check(prog.program()?, f)?;
     }
     assert_eq!(count(&prog, Reason::PassNotService), before + 1);
+    Ok(())
+}
+
+/// A raw IPv4 socket for protocol 112 (the kernel writes the IP header).
+fn vrrp_socket() -> Result<OwnedFd> {
+    // SAFETY: plain socket(2); the fd is owned at once.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_RAW, i32::from(IPPROTO_VRRP)) };
+    anyhow::ensure!(fd >= 0, "raw socket: {}", std::io::Error::last_os_error());
+    // SAFETY: a fresh, valid fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn send_advert(sock: &OwnedFd, ttl: u8, msg: &[u8]) -> Result<()> {
+    let ttl = libc::c_int::from(ttl);
+    let to = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr { s_addr: u32::from_ne_bytes([224, 0, 0, 18]) },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: valid fd, option value and address of the sizes passed.
+    unsafe {
+        let len = size_of::<libc::c_int>() as libc::socklen_t;
+        let opt = (&ttl as *const libc::c_int).cast();
+        anyhow::ensure!(libc::setsockopt(sock.as_raw_fd(), libc::IPPROTO_IP, libc::IP_MULTICAST_TTL, opt, len) == 0);
+        let sent = libc::sendto(
+            sock.as_raw_fd(),
+            msg.as_ptr().cast(),
+            msg.len(),
+            0,
+            (&to as *const libc::sockaddr_in).cast(),
+            size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        );
+        anyhow::ensure!(sent == msg.len() as isize, "sendto: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The next VRRP message the raw socket receives (its IP header stripped).
+fn recv_advert(sock: &OwnedFd) -> Result<Vec<u8>> {
+    let mut buf = [0u8; 1500];
+    // SAFETY: valid fd and buffer; SO_RCVTIMEO bounds the wait.
+    let n = unsafe { libc::recv(sock.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), 0) };
+    anyhow::ensure!(n > 0, "recv: {}", std::io::Error::last_os_error());
+    let ihl = usize::from(buf[0] & 0x0f) * 4;
+    Ok(buf[ihl..n as usize].to_vec())
+}
+
+#[test]
+fn a_real_vrrp_advert_is_recorded_for_userspace_and_still_reaches_the_socket() -> Result<()> {
+    let dir = Netns::new("vrrp")?;
+    let peer = Netns::new("vrrpeer")?;
+    veth(&dir, "eth0", &peer, "eth0")?;
+    dir.ip(&["addr", "add", "10.99.1.1/24", "dev", "eth0"])?;
+    peer.ip(&["addr", "add", "10.99.1.2/24", "dev", "eth0"])?;
+    peer.ip(&["route", "add", "224.0.0.0/4", "dev", "eth0"])?;
+
+    let (mut prog, ifindex, rx, _group) = dir.enter(|| -> Result<_> {
+        let mut prog = XdpProgram::load()?;
+        prog.attach("eth0")?;
+        // SAFETY: a NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(c"eth0".as_ptr()) };
+        anyhow::ensure!(ifindex != 0, "eth0 has no index");
+        // Joining the group on eth0 lets the kernel deliver 224.0.0.18 locally.
+        let group = UdpSocket::bind("0.0.0.0:0")?;
+        group.join_multicast_v4(&Ipv4Addr::new(224, 0, 0, 18), &Ipv4Addr::new(10, 99, 1, 1))?;
+        let rx = vrrp_socket()?;
+        let timeout = libc::timeval { tv_sec: 5, tv_usec: 0 };
+        // SAFETY: valid fd and option.
+        let rc = unsafe {
+            libc::setsockopt(
+                rx.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_RCVTIMEO,
+                (&timeout as *const libc::timeval).cast(),
+                size_of::<libc::timeval>() as libc::socklen_t,
+            )
+        };
+        anyhow::ensure!(rc == 0, "SO_RCVTIMEO");
+        Ok((prog, ifindex, rx, group))
+    })??;
+    prog.set_vrrp_instances(&[VrrpWatch {
+        ifindex,
+        family: Family::V4,
+        vrid: 51,
+        version: Version::V3,
+        auth: Auth::None,
+    }])?;
+
+    let (src, group) = ("10.99.1.2".parse()?, "224.0.0.18".parse()?);
+    let advert = |priority| Advert {
+        version: Version::V3,
+        vrid: 51,
+        priority,
+        advert_int: 100,
+        auth: Auth::None,
+        addrs: vec!["10.99.1.100".parse().unwrap()],
+    };
+    let tx = peer.enter(vrrp_socket)??;
+    // A TTL-1 advert first: dropped in XDP, so the socket's first message
+    // is the valid one sent after it.
+    send_advert(&tx, 1, &advert(99).encode(src, group)?)?;
+    let good = advert(200).encode(src, group)?;
+    send_advert(&tx, 255, &good)?;
+    assert_eq!(recv_advert(&rx)?, good, "the valid advert reached the socket, the TTL-1 one did not");
+
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let seen = loop {
+        if let Some(s) = prog.vrrp_last_advert(ifindex, Family::V4, 51)? {
+            break s;
+        }
+        anyhow::ensure!(Instant::now() < deadline, "no advert recorded");
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!((seen.priority, seen.src, seen.interval, seen.count), (200, src, Duration::from_secs(1), 1));
+    assert!(seen.age < Duration::from_secs(5), "age {:?}", seen.age);
+    assert_eq!(count(&prog, Reason::DropVrrpTtl), 1);
+    assert_eq!(count(&prog, Reason::PassVrrp), 1);
     Ok(())
 }
