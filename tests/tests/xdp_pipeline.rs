@@ -6,16 +6,24 @@
 use std::{
     io::{Read, Write},
     net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket},
-    os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    os::{
+        fd::{AsRawFd, FromRawFd, OwnedFd},
+        unix::fs::MetadataExt,
+    },
+    path::PathBuf,
     time::{Duration, Instant},
 };
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use aya::{
+    Ebpf,
+    programs::{Xdp, XdpMode, links::FdLink},
+};
 use director::{
-    dataplane::xdp::{AttachMode, Family, VrrpWatch, XdpProgram},
+    dataplane::xdp::{AttachMode, Family, LoadOptions, PROGRAM_OBJECT, VrrpWatch, XdpProgram},
     vrrp::{Advert, Auth, Version},
 };
-use director_common::{stats::Reason, vrrp::IPPROTO_VRRP};
+use director_common::{lb::MAP_LAYOUT_VERSION, stats::Reason, vrrp::IPPROTO_VRRP};
 use director_tests::{
     fixture::{self, Fixture, XDP_PASS},
     netns::{Netns, veth},
@@ -228,5 +236,63 @@ fn a_real_vrrp_advert_is_recorded_for_userspace_and_still_reaches_the_socket() -
     assert!(seen.age < Duration::from_secs(5), "age {:?}", seen.age);
     assert_eq!(count(&prog, Reason::DropVrrpTtl), 1);
     assert_eq!(count(&prog, Reason::PassVrrp), 1);
+    Ok(())
+}
+
+/// Removes a test's pins (and detaches their links) even when it fails.
+struct Pins(PathBuf);
+
+impl Drop for Pins {
+    fn drop(&mut self) {
+        let _ = XdpProgram::cleanup(&self.0);
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn a_daemon_of_a_newer_map_layout_takes_over_the_link_an_older_one_pinned() -> Result<()> {
+    let dir = Netns::new("layout")?;
+    let peer = Netns::new("layoutpeer")?;
+    veth(&dir, "eth0", &peer, "eth0")?;
+    dir.ip(&["addr", "add", "10.99.2.1/24", "dev", "eth0"])?;
+    peer.ip(&["addr", "add", "10.99.2.2/24", "dev", "eth0"])?;
+    let pins = Pins(PathBuf::from(format!("/sys/fs/bpf/director-test-layout-{}", std::process::id())));
+    let old = pins.0.join("v1");
+    std::fs::create_dir_all(&old)?;
+    // The link name carries the namespace as the library reads it.
+    let netns = std::fs::metadata("/proc/self/ns/net")?.ino();
+    let old_link = old.join(format!("link-native-{netns}-eth0"));
+
+    // An "older daemon": the program attached natively, its link and one
+    // map pinned under layout v1, then the process's handles gone.
+    dir.enter(|| -> Result<()> {
+        let mut ebpf = Ebpf::load(PROGRAM_OBJECT)?;
+        ebpf.map("STATS").context("STATS")?.pin(old.join("STATS"))?;
+        let prog: &mut Xdp = ebpf.program_mut("director_xdp").context("program")?.try_into()?;
+        prog.load()?;
+        let id = prog.attach("eth0", XdpMode::Driver)?;
+        FdLink::try_from(prog.take_link(id)?)?.pin(&old_link)?;
+        Ok(())
+    })??;
+
+    let (prog, mode) = dir.enter(|| -> Result<_> {
+        let mut prog = XdpProgram::load_with(LoadOptions { pin_dir: Some(pins.0.clone()), ..Default::default() })?;
+        let mode = prog.attach("eth0")?;
+        Ok((prog, mode))
+    })??;
+    assert_eq!(mode, AttachMode::Native, "the native link was taken over, not a new one attached beside it");
+    assert!(!prog.adopted(), "maps of another layout are never adopted");
+    assert!(!old.exists(), "the older layout's pins are retired");
+    let new_link = pins.0.join(format!("v{MAP_LAYOUT_VERSION}")).join(format!("link-native-{netns}-eth0"));
+    assert!(new_link.exists(), "{} pinned", new_link.display());
+
+    // The new program is the one that sees traffic now.
+    let tx = peer.enter(|| UdpSocket::bind("10.99.2.2:0"))??;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count(&prog, Reason::PassNotService) == 0 {
+        anyhow::ensure!(Instant::now() < deadline, "no datagram counted by the new program");
+        tx.send_to(b"hello", "10.99.2.1:9")?;
+        std::thread::sleep(Duration::from_millis(50));
+    }
     Ok(())
 }
