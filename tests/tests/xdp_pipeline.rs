@@ -8,7 +8,7 @@ use std::{
     net::{Ipv4Addr, TcpListener, TcpStream, UdpSocket},
     os::{
         fd::{AsRawFd, FromRawFd, OwnedFd},
-        unix::fs::MetadataExt,
+        unix::{fs::MetadataExt, process::CommandExt},
     },
     path::PathBuf,
     time::{Duration, Instant},
@@ -293,6 +293,98 @@ fn a_daemon_of_a_newer_map_layout_takes_over_the_link_an_older_one_pinned() -> R
         anyhow::ensure!(Instant::now() < deadline, "no datagram counted by the new program");
         tx.send_to(b"hello", "10.99.2.1:9")?;
         std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// keepalived (VRRP only, in the foreground) in a namespace, with its
+/// files in `dir`; killed with its VRRP child, and `dir` removed, on drop.
+struct Keepalived(std::process::Child, PathBuf);
+
+impl Keepalived {
+    fn start(ns: &Netns, dir: PathBuf, conf: &str) -> Result<Keepalived> {
+        std::fs::create_dir_all(&dir)?;
+        let file = dir.join("keepalived.conf");
+        std::fs::write(&file, conf)?;
+        let mut cmd = std::process::Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", ns.name()));
+        // Own pid files, or a keepalived already on the host makes it exit.
+        cmd.args(["keepalived", "-P", "-n", "-l", "-f"]).arg(&file);
+        for (flag, name) in [("-p", "k.pid"), ("-r", "v.pid"), ("-c", "c.pid")] {
+            cmd.arg(flag).arg(dir.join(name));
+        }
+        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).process_group(0);
+        let child = cmd.spawn();
+        if child.is_err() {
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+        Ok(Keepalived(child.context("starting keepalived")?, dir))
+    }
+}
+
+impl Drop for Keepalived {
+    fn drop(&mut self) {
+        // SAFETY: signalling the process group we created.
+        unsafe { libc::kill(-(self.0.id() as i32), libc::SIGKILL) };
+        let _ = self.0.wait();
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+#[test]
+fn keepalived_adverts_v2_and_v3_are_recorded_as_sent_and_other_vrids_dropped() -> Result<()> {
+    let dir = Netns::new("kadv")?;
+    let peer = Netns::new("kadvpeer")?;
+    veth(&dir, "eth0", &peer, "eth0")?;
+    dir.ip(&["addr", "add", "10.99.3.1/24", "dev", "eth0"])?;
+    peer.ip(&["addr", "add", "10.99.3.2/24", "dev", "eth0"])?;
+    let (prog, ifindex) = dir.enter(|| -> Result<_> {
+        let mut prog = XdpProgram::load()?;
+        prog.attach("eth0")?;
+        // SAFETY: a NUL-terminated name.
+        Ok((prog, unsafe { libc::if_nametoindex(c"eth0".as_ptr()) }))
+    })??;
+    let mut prog = prog;
+    let watch = |vrid, version, auth| VrrpWatch { ifindex, family: Family::V4, vrid, version, auth };
+    prog.set_vrrp_instances(&[watch(51, Version::V2, Auth::simple("secret12")), watch(52, Version::V3, Auth::None)])?;
+
+    let instance = |name: &str, vrid: u8, priority: u8, extra: &str| {
+        format!(
+            "vrrp_instance {name} {{\n state MASTER\n interface eth0\n virtual_router_id {vrid}\n priority {priority}\n \
+             advert_int 1\n {extra}\n virtual_ipaddress {{\n  10.99.3.{vrid}/32\n }}\n}}\n"
+        )
+    };
+    let conf = [
+        instance("V2", 51, 150, "version 2\n authentication {\n  auth_type PASS\n  auth_pass secret12\n }"),
+        instance("V3", 52, 120, "version 3"),
+        instance("OTHER", 60, 100, "version 3"),
+    ]
+    .concat();
+    let tmp = PathBuf::from(format!("/tmp/director-test-kadv-{}", std::process::id()));
+    let _keepalived = Keepalived::start(&peer, tmp, &conf)?;
+
+    // keepalived starts as backup and becomes master after Master_Down_Interval.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (v2, v3) = loop {
+        let v2 = prog.vrrp_last_advert(ifindex, Family::V4, 51)?;
+        let v3 = prog.vrrp_last_advert(ifindex, Family::V4, 52)?;
+        if let (Some(a), Some(b)) = (v2, v3) {
+            break (a, b);
+        }
+        anyhow::ensure!(Instant::now() < deadline, "keepalived's adverts not recorded: v2 {v2:?} v3 {v3:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let peer_ip: std::net::IpAddr = "10.99.3.2".parse()?;
+    assert_eq!((v2.priority, v2.src, v2.interval), (150, peer_ip, Duration::from_secs(1)));
+    assert_eq!((v3.priority, v3.src, v3.interval), (120, peer_ip, Duration::from_secs(1)));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count(&prog, Reason::DropVrrpUnknownVrid) == 0 {
+        anyhow::ensure!(Instant::now() < deadline, "VRID 60's adverts were not dropped");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let malformed = [Reason::DropVrrpTtl, Reason::DropVrrpVersion, Reason::DropVrrpLength, Reason::PassVrrpUnmatched];
+    for r in malformed {
+        assert_eq!(count(&prog, r), 0, "{}: keepalived's adverts are well formed", r.name());
     }
     Ok(())
 }
