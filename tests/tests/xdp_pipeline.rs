@@ -121,6 +121,28 @@ fn test_run_fixtures_pass_unchanged_and_count() -> Result<()> {
     Ok(())
 }
 
+/// Two namespaces joined by a veth pair `eth0`, 10.99.`net`.1 and .2/24.
+fn pair(tag: &str, net: u8) -> Result<(Netns, Netns)> {
+    let dir = Netns::new(tag)?;
+    let peer = Netns::new(&format!("{tag}peer"))?;
+    veth(&dir, "eth0", &peer, "eth0")?;
+    dir.ip(&["addr", "add", &format!("10.99.{net}.1/24"), "dev", "eth0"])?;
+    peer.ip(&["addr", "add", &format!("10.99.{net}.2/24"), "dev", "eth0"])?;
+    Ok((dir, peer))
+}
+
+/// The program attached to `ns`'s eth0, and that interface's index.
+fn attached(ns: &Netns) -> Result<(XdpProgram, u32)> {
+    ns.enter(|| -> Result<_> {
+        let mut prog = XdpProgram::load()?;
+        prog.attach("eth0")?;
+        // SAFETY: a NUL-terminated name.
+        let ifindex = unsafe { libc::if_nametoindex(c"eth0".as_ptr()) };
+        anyhow::ensure!(ifindex != 0, "eth0 has no index");
+        Ok((prog, ifindex))
+    })?
+}
+
 /// A raw IPv4 socket for protocol 112 (the kernel writes the IP header).
 fn vrrp_socket() -> Result<OwnedFd> {
     // SAFETY: plain socket(2); the fd is owned at once.
@@ -168,19 +190,10 @@ fn recv_advert(sock: &OwnedFd) -> Result<Vec<u8>> {
 
 #[test]
 fn a_real_vrrp_advert_is_recorded_for_userspace_and_still_reaches_the_socket() -> Result<()> {
-    let dir = Netns::new("vrrp")?;
-    let peer = Netns::new("vrrpeer")?;
-    veth(&dir, "eth0", &peer, "eth0")?;
-    dir.ip(&["addr", "add", "10.99.1.1/24", "dev", "eth0"])?;
-    peer.ip(&["addr", "add", "10.99.1.2/24", "dev", "eth0"])?;
+    let (dir, peer) = pair("vrrp", 1)?;
     peer.ip(&["route", "add", "224.0.0.0/4", "dev", "eth0"])?;
-
-    let (mut prog, ifindex, rx, _group) = dir.enter(|| -> Result<_> {
-        let mut prog = XdpProgram::load()?;
-        prog.attach("eth0")?;
-        // SAFETY: a NUL-terminated name.
-        let ifindex = unsafe { libc::if_nametoindex(c"eth0".as_ptr()) };
-        anyhow::ensure!(ifindex != 0, "eth0 has no index");
+    let (mut prog, ifindex) = attached(&dir)?;
+    let (rx, _group) = dir.enter(|| -> Result<_> {
         // Joining the group on eth0 lets the kernel deliver 224.0.0.18 locally.
         let group = UdpSocket::bind("0.0.0.0:0")?;
         group.join_multicast_v4(&Ipv4Addr::new(224, 0, 0, 18), &Ipv4Addr::new(10, 99, 1, 1))?;
@@ -197,7 +210,7 @@ fn a_real_vrrp_advert_is_recorded_for_userspace_and_still_reaches_the_socket() -
             )
         };
         anyhow::ensure!(rc == 0, "SO_RCVTIMEO");
-        Ok((prog, ifindex, rx, group))
+        Ok((rx, group))
     })??;
     prog.set_vrrp_instances(&[VrrpWatch {
         ifindex,
@@ -251,11 +264,7 @@ impl Drop for Pins {
 
 #[test]
 fn a_daemon_of_a_newer_map_layout_takes_over_the_link_an_older_one_pinned() -> Result<()> {
-    let dir = Netns::new("layout")?;
-    let peer = Netns::new("layoutpeer")?;
-    veth(&dir, "eth0", &peer, "eth0")?;
-    dir.ip(&["addr", "add", "10.99.2.1/24", "dev", "eth0"])?;
-    peer.ip(&["addr", "add", "10.99.2.2/24", "dev", "eth0"])?;
+    let (dir, peer) = pair("layout", 2)?;
     let pins = Pins(PathBuf::from(format!("/sys/fs/bpf/director-test-layout-{}", std::process::id())));
     let old = pins.0.join("v1");
     std::fs::create_dir_all(&old)?;
@@ -333,18 +342,8 @@ impl Drop for Keepalived {
 
 #[test]
 fn keepalived_adverts_v2_and_v3_are_recorded_as_sent_and_other_vrids_dropped() -> Result<()> {
-    let dir = Netns::new("kadv")?;
-    let peer = Netns::new("kadvpeer")?;
-    veth(&dir, "eth0", &peer, "eth0")?;
-    dir.ip(&["addr", "add", "10.99.3.1/24", "dev", "eth0"])?;
-    peer.ip(&["addr", "add", "10.99.3.2/24", "dev", "eth0"])?;
-    let (prog, ifindex) = dir.enter(|| -> Result<_> {
-        let mut prog = XdpProgram::load()?;
-        prog.attach("eth0")?;
-        // SAFETY: a NUL-terminated name.
-        Ok((prog, unsafe { libc::if_nametoindex(c"eth0".as_ptr()) }))
-    })??;
-    let mut prog = prog;
+    let (dir, peer) = pair("kadv", 3)?;
+    let (mut prog, ifindex) = attached(&dir)?;
     let watch = |vrid, version, auth| VrrpWatch { ifindex, family: Family::V4, vrid, version, auth };
     prog.set_vrrp_instances(&[watch(51, Version::V2, Auth::simple("secret12")), watch(52, Version::V3, Auth::None)])?;
 
