@@ -1,5 +1,6 @@
-//! The director XDP program: entry point only. `net` parses, `lb` decides,
-//! `fwd` sends, `maps` declares every map, `stats` counts.
+//! The director XDP program: entry point only. `net` parses, `vrrp` judges
+//! VRRP adverts, `lb` decides, `fwd` sends, `maps` declares every map,
+//! `stats` counts.
 #![no_std]
 #![no_main]
 
@@ -8,6 +9,7 @@ mod lb;
 mod maps;
 mod net;
 mod stats;
+mod vrrp;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};
 

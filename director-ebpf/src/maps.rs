@@ -10,12 +10,13 @@ use director_common::{
         Conn, DEFAULT_MAX_CONNS, DEFAULT_RING_SIZE, FlowKey, MAX_REALS, MAX_SERVICE_KEYS,
         MAX_SERVICES, Persist, PersistKey, Real, Service, ServiceKey, TrafficCounter,
     },
-    stats::{Counter, Reason},
+    stats::{Counter, STATS_SLOTS},
+    vrrp::{MAX_VRRP_KEYS, VrrpAdvert, VrrpInstance, VrrpKey},
 };
 
 /// Packets and bytes per verdict reason, per CPU.
 #[map]
-pub static STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(Reason::COUNT, 0);
+pub static STATS: PerCpuArray<Counter> = PerCpuArray::with_max_entries(STATS_SLOTS, 0);
 
 #[map]
 pub static SERVICES: HashMap<ServiceKey, Service> = HashMap::with_max_entries(MAX_SERVICE_KEYS, 0);
@@ -50,6 +51,15 @@ pub static SERVICE_STATS: PerCpuArray<TrafficCounter> = PerCpuArray::with_max_en
 
 #[map]
 pub static REAL_STATS: PerCpuArray<TrafficCounter> = PerCpuArray::with_max_entries(MAX_REALS, 0);
+
+/// The VRRP instances we run, and per (interface, family) the marker that
+/// says we run VRRP there at all. Filled by userspace.
+#[map]
+pub static VRRP_INSTANCES: HashMap<VrrpKey, VrrpInstance> = HashMap::with_max_entries(MAX_VRRP_KEYS, 0);
+
+/// The latest valid advert per instance; userspace reads it.
+#[map]
+pub static VRRP_ADVERTS: HashMap<VrrpKey, VrrpAdvert> = HashMap::with_max_entries(MAX_VRRP_KEYS, 0);
 
 /// Slots per ring; userspace patches it at load time.
 #[unsafe(no_mangle)]

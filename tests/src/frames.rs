@@ -194,3 +194,17 @@ pub fn fix_ipv4_checksum(frame: &mut [u8], l3: usize) {
     let c = !(sum as u16);
     frame[l3 + 10..l3 + 12].copy_from_slice(&c.to_be_bytes());
 }
+
+/// A VRRP message (`msg`, e.g. `director::vrrp::Advert::encode`'s output)
+/// from `src` to `dst` with the given TTL / hop limit.
+pub fn vrrp(src_mac: Mac, dst_mac: Mac, src: IpAddr, dst: IpAddr, ttl: u8, msg: &[u8]) -> Vec<u8> {
+    let eth = PacketBuilder::ethernet2(src_mac, dst_mac);
+    let step = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => eth.ipv4(s.octets(), d.octets(), ttl),
+        (IpAddr::V6(s), IpAddr::V6(d)) => eth.ipv6(s.octets(), d.octets(), ttl),
+        _ => panic!("mixed address families"),
+    };
+    let mut v = Vec::new();
+    step.write(&mut v, IpNumber::VRRP, msg).expect("writing a frame");
+    v
+}

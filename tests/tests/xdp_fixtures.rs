@@ -3,14 +3,18 @@
 //! frame. Expected frames are built by etherparse, which computes every
 //! checksum itself. Runs as root.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::{
+    net::{IpAddr, Ipv4Addr},
+    time::{Duration, Instant},
+};
 
 use anyhow::Result;
 use director::{
     dataplane::{
         Dataplane,
-        xdp::{LoadOptions, TrafficOf, XdpProgram, flow_key},
+        xdp::{Family, LoadOptions, SeenAdvert, TrafficOf, VrrpWatch, XdpProgram, flow_key},
     },
+    vrrp::{Advert, Auth, Version},
     state::{DesiredState, Method, NextHop, Persistence, Proto, RealSpec, ServiceAddr, ServiceSpec},
 };
 use director_common::{hash::flow_hash, lb::Persist, stats::Reason};
@@ -488,5 +492,185 @@ fn removing_a_service_makes_its_vip_traffic_pass_again() -> Result<()> {
     fixture::check(prog.program()?, &Fixture { name: "removed service", input: f, verdict: XDP_PASS, output: None })?;
     // Re-applying the same state changes nothing.
     assert_eq!(prog.apply(&state)?, Default::default());
+    Ok(())
+}
+
+// The VRRP advert fast path. BPF_PROG_TEST_RUN's ingress is loopback
+// (SAME_IF), so instances are configured on that interface.
+
+const VRRP_MAC: Mac = [0x00, 0x00, 0x5e, 0x00, 0x01, 51];
+const VRRP_GROUP_MAC: Mac = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x12];
+
+fn watch(family: Family, vrid: u8, version: Version, auth: Auth) -> VrrpWatch {
+    VrrpWatch { ifindex: SAME_IF, family, vrid, version, auth }
+}
+
+fn our_instances() -> Vec<VrrpWatch> {
+    vec![
+        watch(Family::V4, 51, Version::V2, Auth::simple("secret")),
+        watch(Family::V4, 52, Version::V3, Auth::None),
+        watch(Family::V6, 51, Version::V3, Auth::None),
+    ]
+}
+
+fn vrrp_advert(version: Version, vrid: u8, priority: u8, advert_int: u16, auth: Auth, addrs: &[&str]) -> Advert {
+    Advert { version, vrid, priority, advert_int, auth, addrs: addrs.iter().map(|a| ip(a)).collect() }
+}
+
+/// The frame carrying `a` from `src` to `dst`; `edit` may spoil the VRRP message.
+fn vrrp_frame(src: &str, dst: &str, ttl: u8, a: &Advert, edit: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut msg = a.encode(ip(src), ip(dst)).expect("an encodable advert");
+    edit(&mut msg);
+    frames::vrrp(VRRP_MAC, VRRP_GROUP_MAC, ip(src), ip(dst), ttl, &msg)
+}
+
+fn v2_51(priority: u8) -> Advert {
+    vrrp_advert(Version::V2, 51, priority, 1, Auth::simple("secret"), &["10.0.0.100"])
+}
+
+fn seen(prog: &XdpProgram, family: Family, vrid: u8) -> Option<SeenAdvert> {
+    prog.vrrp_last_advert(SAME_IF, family, vrid).unwrap()
+}
+
+fn vrrp_counts(prog: &XdpProgram) -> Vec<(&'static str, u64)> {
+    prog.stats()
+        .unwrap()
+        .into_iter()
+        .filter(|(r, c)| r.name().contains("vrrp") && c.packets > 0)
+        .map(|(r, c)| (r.name(), c.packets))
+        .collect()
+}
+
+#[test]
+fn valid_adverts_for_our_vrids_pass_and_are_recorded() -> Result<()> {
+    let mut prog = load(&DesiredState::default())?;
+    prog.set_vrrp_instances(&our_instances())?;
+    assert_eq!(seen(&prog, Family::V4, 51), None, "nothing recorded yet");
+    let v3_52 = vrrp_advert(Version::V3, 52, 200, 50, Auth::None, &["10.0.0.100", "10.0.0.101"]);
+    let v3_v6 = vrrp_advert(Version::V3, 51, 100, 100, Auth::None, &["fd00::100"]);
+    for (name, input) in [
+        ("v2 over v4", vrrp_frame("10.0.0.2", "224.0.0.18", 255, &v2_51(150), |_| {})),
+        ("v3 over v4", vrrp_frame("10.0.0.3", "224.0.0.18", 255, &v3_52, |_| {})),
+        ("v3 over v6", vrrp_frame("fe80::2", "ff02::12", 255, &v3_v6, |_| {})),
+        // Unicast adverts may cross routers: no TTL rule for them here.
+        ("v3 unicast", vrrp_frame("192.0.2.9", "10.0.0.1", 61, &v3_52, |_| {})),
+    ] {
+        fixture::check(prog.program()?, &Fixture { name, input, verdict: XDP_PASS, output: None })?;
+    }
+    assert_eq!(vrrp_counts(&prog), [("pass_vrrp", 4)]);
+
+    let v2 = seen(&prog, Family::V4, 51).expect("v2 advert recorded");
+    let first_at = Instant::now() - v2.age;
+    assert_eq!((v2.priority, v2.src, v2.interval, v2.count), (150, ip("10.0.0.2"), Duration::from_secs(1), 1));
+    assert!(v2.age < Duration::from_secs(5), "age {:?}", v2.age);
+    let v3 = seen(&prog, Family::V4, 52).expect("v3 advert recorded");
+    // The unicast one came last.
+    assert_eq!((v3.priority, v3.src, v3.interval, v3.count), (200, ip("192.0.2.9"), Duration::from_millis(500), 2));
+    let v6 = seen(&prog, Family::V6, 51).expect("v6 advert recorded");
+    assert_eq!((v6.priority, v6.src, v6.interval, v6.count), (100, ip("fe80::2"), Duration::from_secs(1), 1));
+    // VRID 51 over IPv4 and over IPv6 are two routers.
+    assert_eq!(seen(&prog, Family::V6, 52), None);
+
+    // The next advert replaces the record.
+    std::thread::sleep(Duration::from_millis(20));
+    let f = vrrp_frame("10.0.0.4", "224.0.0.18", 255, &v2_51(160), |_| {});
+    fixture::check(prog.program()?, &Fixture { name: "second v2", input: f, verdict: XDP_PASS, output: None })?;
+    let again = seen(&prog, Family::V4, 51).unwrap();
+    assert_eq!((again.priority, again.src, again.count), (160, ip("10.0.0.4"), 2));
+    let again_at = Instant::now() - again.age;
+    assert!(again_at >= first_at + Duration::from_millis(15), "the arrival time moved on by the 20 ms slept");
+    Ok(())
+}
+
+#[test]
+fn malformed_adverts_and_unknown_vrids_are_dropped_each_under_its_counter() -> Result<()> {
+    let mut prog = load(&DesiredState::default())?;
+    prog.set_vrrp_instances(&our_instances())?;
+    let v3_v6 = vrrp_advert(Version::V3, 51, 100, 100, Auth::None, &["fd00::100"]);
+    let table = [
+        ("ttl 254", vrrp_frame("10.0.0.2", "224.0.0.18", 254, &v2_51(150), |_| {}), "drop_vrrp_ttl"),
+        ("hop limit 1", vrrp_frame("fe80::2", "ff02::12", 1, &v3_v6, |_| {}), "drop_vrrp_ttl"),
+        ("version 4", vrrp_frame("10.0.0.2", "224.0.0.18", 255, &v2_51(150), |m| m[0] = 0x41), "drop_vrrp_version"),
+        ("type 2", vrrp_frame("10.0.0.2", "224.0.0.18", 255, &v2_51(150), |m| m[0] = 0x22), "drop_vrrp_version"),
+        ("v2 over v6", vrrp_frame("fe80::2", "ff02::12", 255, &v3_v6, |m| m[0] = 0x21), "drop_vrrp_version"),
+        ("count beyond the message", vrrp_frame("10.0.0.2", "224.0.0.18", 255, &v2_51(150), |m| m[3] = 2), "drop_vrrp_length"),
+        ("v2 without its auth data", vrrp_frame("10.0.0.2", "224.0.0.18", 255, &v2_51(150), |m| m.truncate(12)), "drop_vrrp_length"),
+        ("shorter than the header", vrrp_frame("10.0.0.2", "224.0.0.18", 255, &v2_51(150), |m| m.truncate(6)), "drop_vrrp_length"),
+        (
+            "unknown vrid",
+            vrrp_frame("10.0.0.2", "224.0.0.18", 255, &vrrp_advert(Version::V2, 99, 150, 1, Auth::None, &["10.0.0.9"]), |_| {}),
+            "drop_vrrp_unknown_vrid",
+        ),
+        (
+            "vrid 0",
+            vrrp_frame("10.0.0.2", "224.0.0.18", 255, &vrrp_advert(Version::V2, 1, 150, 1, Auth::None, &["10.0.0.9"]), |m| m[1] = 0),
+            "drop_vrrp_unknown_vrid",
+        ),
+    ];
+    for (name, input, counter) in table {
+        let before = vrrp_counts(&prog);
+        fixture::check(prog.program()?, &Fixture { name, input, verdict: XDP_DROP, output: None })?;
+        let after = vrrp_counts(&prog);
+        let bumped: Vec<_> = after.iter().filter(|c| !before.contains(c)).collect();
+        assert_eq!(bumped.len(), 1, "{name}: {before:?} -> {after:?}");
+        assert_eq!(bumped[0].0, counter, "{name}");
+    }
+
+    // The IP header says the message is longer than the frame holds.
+    let mut cut = vrrp_frame("10.0.0.2", "224.0.0.18", 255, &v2_51(150), |_| {});
+    cut.truncate(cut.len() - 4);
+    fixture::check(prog.program()?, &Fixture { name: "frame cut short", input: cut, verdict: XDP_DROP, output: None })?;
+    assert!(vrrp_counts(&prog).contains(&("drop_vrrp_length", 4)), "{:?}", vrrp_counts(&prog));
+
+    // Well formed, ours, but not what we run: the socket decides, nothing is recorded.
+    let v3_for_v2 = vrrp_advert(Version::V3, 51, 150, 100, Auth::None, &["10.0.0.100"]);
+    let wrong_pass = vrrp_advert(Version::V2, 51, 150, 1, Auth::simple("guessed"), &["10.0.0.100"]);
+    let no_auth = vrrp_advert(Version::V2, 51, 150, 1, Auth::None, &["10.0.0.100"]);
+    for (name, a) in [("v3 for a v2 instance", v3_for_v2), ("wrong password", wrong_pass), ("no auth", no_auth)] {
+        let input = vrrp_frame("10.0.0.2", "224.0.0.18", 255, &a, |_| {});
+        fixture::check(prog.program()?, &Fixture { name, input, verdict: XDP_PASS, output: None })?;
+    }
+    assert!(vrrp_counts(&prog).contains(&("pass_vrrp_unmatched", 3)), "{:?}", vrrp_counts(&prog));
+    assert_eq!(seen(&prog, Family::V4, 51), None, "no bad advert was recorded");
+    Ok(())
+}
+
+#[test]
+fn vrrp_passes_untouched_where_director_runs_no_vrrp() -> Result<()> {
+    let mut prog = load(&DesiredState::default())?;
+    let unknown = vrrp_frame("10.0.0.2", "224.0.0.18", 255, &vrrp_advert(Version::V2, 99, 150, 1, Auth::None, &["10.0.0.9"]), |_| {});
+    let bad_ttl = vrrp_frame("10.0.0.2", "224.0.0.18", 254, &v2_51(150), |_| {});
+    let v6_unknown = vrrp_frame("fe80::2", "ff02::12", 255, &vrrp_advert(Version::V3, 99, 1, 100, Auth::None, &["fd00::9"]), |_| {});
+    let run_all = |prog: &mut XdpProgram| -> Result<()> {
+        for (name, input) in [("unknown vrid", &unknown), ("ttl 254", &bad_ttl), ("v6 unknown vrid", &v6_unknown)] {
+            fixture::check(prog.program()?, &Fixture { name, input: input.clone(), verdict: XDP_PASS, output: None })?;
+        }
+        Ok(())
+    };
+    // No instance at all.
+    run_all(&mut prog)?;
+    assert_eq!(vrrp_counts(&prog), []);
+    assert_eq!(count(&prog, Reason::PassNotService), 3);
+
+    // Instances on another interface only.
+    let elsewhere = VrrpWatch { ifindex: OTHER_IF, ..our_instances()[0] };
+    prog.set_vrrp_instances(&[elsewhere])?;
+    run_all(&mut prog)?;
+    assert_eq!(vrrp_counts(&prog), []);
+
+    // IPv4 only here: IPv6 VRRP is not judged.
+    prog.set_vrrp_instances(&our_instances()[..2])?;
+    fixture::check(prog.program()?, &Fixture { name: "v6, v4 only", input: v6_unknown.clone(), verdict: XDP_PASS, output: None })?;
+    fixture::check(prog.program()?, &Fixture { name: "v4 unknown", input: unknown.clone(), verdict: XDP_DROP, output: None })?;
+    let f = vrrp_frame("10.0.0.2", "224.0.0.18", 255, &v2_51(150), |_| {});
+    fixture::check(prog.program()?, &Fixture { name: "ours", input: f, verdict: XDP_PASS, output: None })?;
+    assert!(seen(&prog, Family::V4, 51).is_some());
+
+    // Emptied again: everything passes, and the records are gone.
+    prog.set_vrrp_instances(&[])?;
+    assert_eq!(seen(&prog, Family::V4, 51), None);
+    let before = vrrp_counts(&prog);
+    run_all(&mut prog)?;
+    assert_eq!(vrrp_counts(&prog), before);
     Ok(())
 }

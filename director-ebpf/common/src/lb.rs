@@ -20,8 +20,10 @@ pub mod maps {
 
 /// Bumped whenever a map's key or value layout changes: pinned maps live
 /// under a directory named after it, so a daemon never adopts maps of
-/// another layout.
-pub const MAP_LAYOUT_VERSION: u32 = 1;
+/// another layout. A daemon finding an older layout takes over its XDP
+/// links (forwarding continues) but starts with fresh maps.
+/// 2: STATS got spare slots (`stats::STATS_SLOTS`); VRRP maps added.
+pub const MAP_LAYOUT_VERSION: u32 = 2;
 
 /// Globals patched at load time (aya `EbpfLoader::set_global`).
 pub mod globals {

@@ -9,3 +9,4 @@ pub mod csum;
 pub mod hash;
 pub mod lb;
 pub mod stats;
+pub mod vrrp;

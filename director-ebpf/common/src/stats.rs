@@ -43,10 +43,30 @@ pub enum Reason {
     FwdNatReply,
     /// An ICMP frag-needed / packet-too-big steered to its flow's real server.
     FwdIcmpError,
+    /// A valid VRRP advert for a VRID we run: recorded in VRRP_ADVERTS and
+    /// passed on to the VRRP socket.
+    PassVrrp,
+    /// A well-formed VRRP advert for a VRID we run, but of another version or
+    /// v2 authentication: not recorded; the VRRP socket decides and counts why.
+    PassVrrpUnmatched,
+    /// A multicast VRRP advert whose TTL / hop limit is not 255.
+    DropVrrpTtl,
+    /// A VRRP packet whose version is not 2 or 3 (or v2 over IPv6), or whose
+    /// type is not ADVERTISEMENT.
+    DropVrrpVersion,
+    /// A VRRP packet shorter than its header, or whose length does not match
+    /// its address count (and v2 authentication data).
+    DropVrrpLength,
+    /// A VRRP advert for a VRID we do not run, on an interface where we run VRRP.
+    DropVrrpUnknownVrid,
 }
 
+/// Slots in the STATS map: more than there are reasons, so that a new reason
+/// does not change the pinned map's layout.
+pub const STATS_SLOTS: u32 = 64;
+
 impl Reason {
-    pub const COUNT: u32 = 18;
+    pub const COUNT: u32 = 24;
     pub const ALL: [Reason; Self::COUNT as usize] = [
         Reason::PassNotIp,
         Reason::PassNotService,
@@ -66,6 +86,12 @@ impl Reason {
         Reason::FwdNat,
         Reason::FwdNatReply,
         Reason::FwdIcmpError,
+        Reason::PassVrrp,
+        Reason::PassVrrpUnmatched,
+        Reason::DropVrrpTtl,
+        Reason::DropVrrpVersion,
+        Reason::DropVrrpLength,
+        Reason::DropVrrpUnknownVrid,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -88,6 +114,12 @@ impl Reason {
             Reason::FwdNat => "fwd_nat",
             Reason::FwdNatReply => "fwd_nat_reply",
             Reason::FwdIcmpError => "fwd_icmp_error",
+            Reason::PassVrrp => "pass_vrrp",
+            Reason::PassVrrpUnmatched => "pass_vrrp_unmatched",
+            Reason::DropVrrpTtl => "drop_vrrp_ttl",
+            Reason::DropVrrpVersion => "drop_vrrp_version",
+            Reason::DropVrrpLength => "drop_vrrp_length",
+            Reason::DropVrrpUnknownVrid => "drop_vrrp_unknown_vrid",
         }
     }
 
@@ -111,6 +143,7 @@ pub struct Counter {
 
 const _: () = assert!(core::mem::size_of::<Counter>() == 16);
 const _: () = assert!(Reason::ALL.len() == Reason::COUNT as usize);
+const _: () = assert!(Reason::COUNT <= STATS_SLOTS);
 
 #[cfg(feature = "user")]
 // SAFETY: plain old data, no padding, every bit pattern is valid.

@@ -11,6 +11,7 @@ use director_common::{
         Service, ServiceKey,
     },
     stats::Reason,
+    vrrp::IPPROTO_VRRP,
 };
 
 use crate::{
@@ -20,7 +21,7 @@ use crate::{
         Packet,
         parse::{Parsed, is_icmp, parse, ports},
     },
-    stats,
+    stats, vrrp,
 };
 
 /// What to do with the packet, and the counter that says why.
@@ -48,6 +49,13 @@ pub fn process(ctx: &XdpContext) -> Verdict {
         Ok(p) => p,
         Err(reason) => return Verdict::pass(reason),
     };
+    // VRRP first: an advert (to 224.0.0.18, ff02::12 or a unicast peer) is
+    // never a service's traffic.
+    if p.key.proto == IPPROTO_VRRP && p.irregular.is_none() {
+        if let Some(v) = vrrp::advert(ctx, &pkt, &p) {
+            return v;
+        }
+    }
     let l4_proto = p.key.proto == PROTO_TCP || p.key.proto == PROTO_UDP;
     if p.irregular.is_none() && l4_proto {
         if ports(&pkt, &mut p).is_none() {

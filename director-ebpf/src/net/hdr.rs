@@ -77,3 +77,17 @@ pub const ICMP_LEN: usize = 8;
 /// Where each L4 checksum sits, from the start of the L4 header.
 pub const TCP_CHECK_OFF: usize = 16;
 pub const UDP_CHECK_OFF: usize = 6;
+
+/// The fixed VRRP header (RFC 3768 §5.1, RFC 5798 §5.1).
+#[repr(C, packed)]
+pub struct Vrrp {
+    /// Version in the high nibble, type in the low.
+    pub vtype: u8,
+    pub vrid: u8,
+    pub priority: u8,
+    pub count: u8,
+    /// v2: auth type, then the interval in seconds. v3: 4 reserved bits and
+    /// 12 bits of centiseconds.
+    pub word: [u8; 2],
+    pub check: u16,
+}

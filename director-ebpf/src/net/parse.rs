@@ -4,6 +4,7 @@
 use director_common::{
     lb::{FlowKey, PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP},
     stats::Reason,
+    vrrp::IPPROTO_VRRP,
 };
 
 use super::{Packet, hdr::*};
@@ -75,7 +76,7 @@ fn ipv6(pkt: &Packet, l3: usize) -> Result<Parsed, Reason> {
         return Err(Reason::PassMalformed);
     }
     let irregular = match next {
-        PROTO_TCP | PROTO_UDP | PROTO_ICMPV6 => None,
+        PROTO_TCP | PROTO_UDP | PROTO_ICMPV6 | IPPROTO_VRRP => None,
         // Fragment header (44) and every other extension header: we do not
         // walk header chains on the fast path.
         _ => Some(Reason::DropIpv6ExtHeader),

@@ -1,7 +1,9 @@
 //! The XDP data plane: loading the embedded program, attaching it to
-//! interfaces, programming its maps (`apply`), reading its counters.
+//! interfaces, programming its maps (`apply`), reading its counters, and
+//! the VRRP advert fast path (`vrrp`).
 
 mod apply;
+mod vrrp;
 
 use std::{
     fmt, fs,
@@ -23,6 +25,7 @@ use director_common::{
         Persist, PersistKey, Real, Service, ServiceKey, TrafficCounter, globals, maps,
     },
     stats::{Counter, Reason},
+    vrrp::{VrrpAdvert, VrrpInstance, VrrpKey, maps as vrrp_maps},
 };
 
 use self::apply::Applied;
@@ -96,7 +99,7 @@ impl Default for LoadOptions {
 }
 
 /// Every map the program declares, for pinning.
-const MAP_NAMES: [&str; 9] = [
+const MAP_NAMES: [&str; 11] = [
     maps::SERVICES,
     maps::VIPS,
     maps::RINGS,
@@ -106,6 +109,8 @@ const MAP_NAMES: [&str; 9] = [
     maps::STATS,
     maps::SERVICE_STATS,
     maps::REAL_STATS,
+    vrrp_maps::VRRP_INSTANCES,
+    vrrp_maps::VRRP_ADVERTS,
 ];
 
 /// The program's maps, typed.
@@ -119,6 +124,8 @@ pub struct Maps {
     pub stats: PerCpuArray<MapData, Counter>,
     pub service_stats: PerCpuArray<MapData, TrafficCounter>,
     pub real_stats: PerCpuArray<MapData, TrafficCounter>,
+    pub vrrp_instances: HashMap<MapData, VrrpKey, VrrpInstance>,
+    pub vrrp_adverts: HashMap<MapData, VrrpKey, VrrpAdvert>,
 }
 
 /// The loaded program and its maps. Dropping it detaches every link that
@@ -170,6 +177,8 @@ impl XdpProgram {
             stats: take(&mut ebpf, maps::STATS)?,
             service_stats: take(&mut ebpf, maps::SERVICE_STATS)?,
             real_stats: take(&mut ebpf, maps::REAL_STATS)?,
+            vrrp_instances: take(&mut ebpf, vrrp_maps::VRRP_INSTANCES)?,
+            vrrp_adverts: take(&mut ebpf, vrrp_maps::VRRP_ADVERTS)?,
         };
         let applied = if adopted { Applied::adopt(&maps, opts.ring_size)? } else { Applied::new() };
         Ok(XdpProgram { ebpf, maps, ring_size: opts.ring_size, applied, pins, adopted })
@@ -181,28 +190,29 @@ impl XdpProgram {
         self.adopted
     }
 
-    /// Detaches every pinned link and removes every pin under `dir`: what
-    /// `director --cleanup` does. Returns the interfaces detached.
+    /// Detaches every pinned link and removes every pin under `dir`, of
+    /// every map layout: what `director --cleanup` does. Returns the
+    /// interfaces detached.
     pub fn cleanup(dir: &Path) -> Result<Vec<String>, XdpError> {
-        let dir = versioned(dir);
         let mut detached = Vec::new();
-        let Ok(entries) = fs::read_dir(&dir) else { return Ok(detached) };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let name = entry.file_name().to_string_lossy().into_owned();
-            // link-<mode>-<netns>-<iface>
-            if let Some(iface) = name.strip_prefix("link-").and_then(|m| m.splitn(3, '-').nth(2)) {
-                // Unpinning drops the last reference: the link detaches.
-                let link = PinnedLink::from_pin(&path).map_err(|e| pin_err(&path, e))?;
-                drop(link.unpin().map_err(|e| pin_err(&path, e))?);
-                detached.push(iface.to_string());
-            } else {
-                fs::remove_file(&path).map_err(|e| pin_err(&path, e))?;
+        for layout in layouts(dir) {
+            for entry in fs::read_dir(&layout).map_err(|e| pin_err(&layout, e))?.flatten() {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().into_owned();
+                // link-<mode>-<netns>-<iface>
+                if let Some(iface) = name.strip_prefix("link-").and_then(|m| m.splitn(3, '-').nth(2)) {
+                    // Unpinning drops the last reference: the link detaches.
+                    let link = PinnedLink::from_pin(&path).map_err(|e| pin_err(&path, e))?;
+                    drop(link.unpin().map_err(|e| pin_err(&path, e))?);
+                    detached.push(iface.to_string());
+                } else {
+                    fs::remove_file(&path).map_err(|e| pin_err(&path, e))?;
+                }
             }
+            fs::remove_dir(&layout).map_err(|e| pin_err(&layout, e))?;
         }
-        fs::remove_dir(&dir).map_err(|e| pin_err(&dir, e))?;
         // The operator's directory goes too once nothing else is in it.
-        let _ = fs::remove_dir(dir.parent().unwrap_or(&dir));
+        let _ = fs::remove_dir(dir);
         Ok(detached)
     }
 
@@ -216,7 +226,8 @@ impl XdpProgram {
         // one host may run daemons in several network namespaces, so the
         // namespace does too.
         let netns = netns_id();
-        let pinned_as = |mode: AttachMode| dir.join(format!("link-{mode}-{netns}-{iface}"));
+        let link_name = |mode: AttachMode| format!("link-{mode}-{netns}-{iface}");
+        let pinned_as = |mode: AttachMode| dir.join(link_name(mode));
         for mode in [AttachMode::Native, AttachMode::Skb] {
             let path = pinned_as(mode);
             if path.exists() {
@@ -225,6 +236,9 @@ impl XdpProgram {
                 xdp_mut(&mut self.ebpf)?.attach_to_link(link)?;
                 return Ok(mode);
             }
+        }
+        if let Some(mode) = self.take_over_older_layout(&dir, link_name)? {
+            return Ok(mode);
         }
         let (mode, id) = self.attach_new(iface)?;
         let link = xdp_mut(&mut self.ebpf)?.take_link(id)?;
@@ -235,6 +249,39 @@ impl XdpProgram {
             fd.pin(&path).map_err(|e| pin_err(&path, e))?;
         }
         Ok(mode)
+    }
+
+    /// A daemon of an older map layout left its link on the interface: our
+    /// program replaces its program in that link atomically, so forwarding
+    /// continues, and the link moves under our layout. Its maps are not
+    /// adopted (their layout differs): established flows are rescheduled,
+    /// onto the same servers wherever the ring is unchanged. The older
+    /// layout's pins go once none of its links is left.
+    fn take_over_older_layout(
+        &mut self,
+        dir: &Path,
+        link_name: impl Fn(AttachMode) -> String,
+    ) -> Result<Option<AttachMode>, XdpError> {
+        let root = dir.parent().unwrap_or(dir);
+        for old in layouts(root).into_iter().filter(|l| l != dir) {
+            for mode in [AttachMode::Native, AttachMode::Skb] {
+                let from = old.join(link_name(mode));
+                if !from.exists() {
+                    continue;
+                }
+                let pinned = PinnedLink::from_pin(&from).map_err(|e| pin_err(&from, e))?;
+                let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| pin_err(&from, e))?;
+                let prog = xdp_mut(&mut self.ebpf)?;
+                let id = prog.attach_to_link(link)?;
+                let to = dir.join(link_name(mode));
+                let link = FdLink::try_from(prog.take_link(id)?).map_err(|e| pin_err(&to, e))?;
+                link.pin(&to).map_err(|e| pin_err(&to, e))?;
+                fs::remove_file(&from).map_err(|e| pin_err(&from, e))?;
+                retire_if_unlinked(&old)?;
+                return Ok(Some(mode));
+            }
+        }
+        Ok(None)
     }
 
     fn attach_new(&mut self, iface: &str) -> Result<(AttachMode, aya::programs::xdp::XdpLinkId), XdpError> {
@@ -313,6 +360,7 @@ impl Dataplane for XdpProgram {
 }
 
 pub use apply::{ServiceIds, addr_from_words, addr_words, backend_key, family, proto_number};
+pub use vrrp::{Family, SeenAdvert, VrrpWatch};
 
 /// The connection-table key of a packet from `src:sport` to `dst:dport`.
 pub fn flow_key(src: std::net::IpAddr, sport: u16, dst: std::net::IpAddr, dport: u16, proto: crate::state::Proto) -> FlowKey {
@@ -392,6 +440,34 @@ fn cstring(path: &Path) -> Result<std::ffi::CString, XdpError> {
 
 fn versioned(dir: &Path) -> PathBuf {
     dir.join(format!("v{MAP_LAYOUT_VERSION}"))
+}
+
+/// Every `v<N>` layout directory under `dir`, this one's included.
+fn layouts(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            name.strip_prefix('v').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Removes an older layout's map pins and directory once no link of it is
+/// left; its maps then go with the last program using them.
+fn retire_if_unlinked(layout: &Path) -> Result<(), XdpError> {
+    let entries: Vec<fs::DirEntry> =
+        fs::read_dir(layout).map_err(|e| pin_err(layout, e))?.flatten().collect();
+    if entries.iter().any(|e| e.file_name().to_string_lossy().starts_with("link-")) {
+        return Ok(());
+    }
+    for e in entries {
+        fs::remove_file(e.path()).map_err(|err| pin_err(&e.path(), err))?;
+    }
+    fs::remove_dir(layout).map_err(|e| pin_err(layout, e))
 }
 
 /// An error with its causes: aya's syscall errors keep the errno there.

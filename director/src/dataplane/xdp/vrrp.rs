@@ -1,0 +1,312 @@
+//! The VRRP advert fast path, userspace side: tell the XDP program which
+//! VRRP instances we run, and read the latest valid advert it saw for one.
+//!
+//! The program records every valid advert for an instance we run before
+//! any socket sees it, so the record stays current while the daemon is
+//! starved of CPU. The VRRP driver consults it before declaring the master
+//! down: a record younger than Master_Down_Interval from a master that
+//! outranks us means the daemon was late, not the master dead.
+
+use std::{
+    collections::BTreeMap,
+    net::IpAddr,
+    time::Duration,
+};
+
+use director_common::vrrp::{MARKER_VRID, VrrpAdvert, VrrpInstance, VrrpKey, maps};
+
+use super::{XdpError, XdpProgram, addr_from_words};
+use crate::vrrp::{Auth, Version};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(addr: IpAddr) -> Family {
+        if addr.is_ipv4() { Family::V4 } else { Family::V6 }
+    }
+
+    fn number(self) -> u8 {
+        match self {
+            Family::V4 => 4,
+            Family::V6 => 6,
+        }
+    }
+}
+
+/// One VRRP instance as the XDP program knows it. Its adverts are recorded
+/// only when they carry this version and (v2) this authentication.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VrrpWatch {
+    /// The interface the instance's adverts arrive on (its `interface`, the
+    /// one the program is attached to).
+    pub ifindex: u32,
+    pub family: Family,
+    pub vrid: u8,
+    pub version: Version,
+    /// v2 only; `Auth::None` for v3.
+    pub auth: Auth,
+}
+
+/// The latest valid advert the XDP program saw for an instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeenAdvert {
+    pub priority: u8,
+    /// The sender (IP source address).
+    pub src: IpAddr,
+    /// The advertised interval (v2 whole seconds, v3 centiseconds).
+    pub interval: Duration,
+    /// How long ago it arrived.
+    pub age: Duration,
+    /// Valid adverts recorded for the instance since it was first set.
+    pub count: u64,
+}
+
+impl SeenAdvert {
+    /// Whether this advert, read in time, would have reset a Backup's
+    /// Master_Down_Timer (RFC 5798 §6.4.2): it arrived within `master_down`,
+    /// its priority is not 0 (a master resigning), and either we do not
+    /// preempt or it is at least our priority. When true, the master is
+    /// alive and a takeover would be false.
+    pub fn keeps_backup(&self, master_down: Duration, our_priority: u8, preempt: bool) -> bool {
+        self.age < master_down && self.priority != 0 && (!preempt || self.priority >= our_priority)
+    }
+
+    /// The record as of `now_ns` (CLOCK_MONOTONIC, the clock of
+    /// bpf_ktime_get_ns).
+    pub fn from_record(rec: &VrrpAdvert, family: Family, now_ns: u64) -> SeenAdvert {
+        SeenAdvert {
+            priority: rec.priority,
+            src: addr_from_words(&rec.src, family.number()),
+            interval: Duration::from_millis(u64::from(rec.interval_cs) * 10),
+            age: Duration::from_nanos(now_ns.saturating_sub(rec.last_ns)),
+            count: rec.count,
+        }
+    }
+}
+
+impl XdpProgram {
+    /// Makes VRRP_INSTANCES hold exactly `instances`, touching only what
+    /// differs. On each (interface, family) that has an instance, adverts for
+    /// other VRIDs and malformed ones are dropped from then on; with an empty
+    /// list every VRRP packet passes untouched again. Records of instances
+    /// that leave are removed.
+    pub fn set_vrrp_instances(&mut self, instances: &[VrrpWatch]) -> Result<(), XdpError> {
+        let map_err = |name| move |source| XdpError::Map { name, source };
+        let have: BTreeMap<VrrpKey, VrrpInstance> = self
+            .maps
+            .vrrp_instances
+            .iter()
+            .collect::<Result<_, _>>()
+            .map_err(map_err(maps::VRRP_INSTANCES))?;
+        let want = want(instances)?;
+        let plan = plan(&have, &want);
+        for (k, v) in &plan.write {
+            self.maps.vrrp_instances.insert(k, v, 0).map_err(map_err(maps::VRRP_INSTANCES))?;
+        }
+        for k in &plan.remove {
+            self.maps.vrrp_instances.remove(k).map_err(map_err(maps::VRRP_INSTANCES))?;
+        }
+        let stale: Vec<VrrpKey> =
+            self.maps.vrrp_adverts.keys().filter_map(Result::ok).filter(|k| !want.contains_key(k)).collect();
+        for k in &stale {
+            self.maps.vrrp_adverts.remove(k).map_err(map_err(maps::VRRP_ADVERTS))?;
+        }
+        Ok(())
+    }
+
+    /// The latest valid advert recorded for an instance, None when none
+    /// arrived since it was set.
+    pub fn vrrp_last_advert(&self, ifindex: u32, family: Family, vrid: u8) -> Result<Option<SeenAdvert>, XdpError> {
+        let key = VrrpKey { ifindex, family: family.number(), vrid, _pad: [0; 2] };
+        match self.maps.vrrp_adverts.get(&key, 0) {
+            Ok(rec) => Ok(Some(SeenAdvert::from_record(&rec, family, monotonic_ns()))),
+            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+            Err(source) => Err(XdpError::Map { name: maps::VRRP_ADVERTS, source }),
+        }
+    }
+}
+
+/// Writes and removals, in an order that never drops our own adverts: an
+/// (interface, family) marker is written after its instances and removed
+/// before them, so the program never judges an interface it half knows.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Plan {
+    write: Vec<(VrrpKey, VrrpInstance)>,
+    remove: Vec<VrrpKey>,
+}
+
+fn plan(have: &BTreeMap<VrrpKey, VrrpInstance>, want: &BTreeMap<VrrpKey, VrrpInstance>) -> Plan {
+    let marker = |k: &VrrpKey| k.vrid == MARKER_VRID;
+    let changed = |k: &&VrrpKey| have.get(*k) != want.get(*k);
+    let mut plan = Plan::default();
+    let (markers, routers): (Vec<&VrrpKey>, Vec<&VrrpKey>) = want.keys().filter(changed).partition(|k| marker(k));
+    plan.write = routers.into_iter().chain(markers).map(|k| (*k, want[k])).collect();
+    let (markers, routers): (Vec<&VrrpKey>, Vec<&VrrpKey>) =
+        have.keys().filter(|k| !want.contains_key(*k)).partition(|k| marker(k));
+    plan.remove = markers.into_iter().chain(routers).copied().collect();
+    plan
+}
+
+/// Every key the map should hold: the instances and their markers.
+fn want(instances: &[VrrpWatch]) -> Result<BTreeMap<VrrpKey, VrrpInstance>, XdpError> {
+    let mut want = BTreeMap::new();
+    for w in instances {
+        let what = || format!("VRRP VRID {} on interface {} ({:?})", w.vrid, w.ifindex, w.family);
+        if w.vrid == MARKER_VRID {
+            return Err(XdpError::Invalid(format!("{}: VRID 0 is not a valid router id", what())));
+        }
+        if w.version == Version::V2 && w.family == Family::V6 {
+            return Err(XdpError::Invalid(format!("{}: VRRPv2 has no IPv6", what())));
+        }
+        let (auth_type, auth) = match (w.version, w.auth) {
+            (_, Auth::None) => (0, [0; 8]),
+            (Version::V2, Auth::Simple(data)) => (1, data),
+            (Version::V3, Auth::Simple(_)) => {
+                return Err(XdpError::Invalid(format!("{}: VRRPv3 has no authentication", what())));
+            }
+        };
+        let key = VrrpKey { ifindex: w.ifindex, family: w.family.number(), vrid: w.vrid, _pad: [0; 2] };
+        let value = VrrpInstance { version: w.version.as_u8(), auth_type, _pad: [0; 6], auth };
+        if want.insert(key, value).is_some_and(|old| old != value) {
+            return Err(XdpError::Invalid(format!("{}: listed twice with different settings", what())));
+        }
+        want.insert(VrrpKey { vrid: MARKER_VRID, ..key }, VrrpInstance::default());
+    }
+    Ok(want)
+}
+
+/// CLOCK_MONOTONIC in nanoseconds: what bpf_ktime_get_ns reads.
+fn monotonic_ns() -> u64 {
+    // SAFETY: clock_gettime fills the zeroed timespec.
+    let mut ts: libc::timespec = unsafe { std::mem::zeroed() };
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn watch(ifindex: u32, family: Family, vrid: u8) -> VrrpWatch {
+        VrrpWatch { ifindex, family, vrid, version: Version::V3, auth: Auth::None }
+    }
+
+    fn key(ifindex: u32, family: u8, vrid: u8) -> VrrpKey {
+        VrrpKey { ifindex, family, vrid, _pad: [0; 2] }
+    }
+
+    fn plan_for(have: &BTreeMap<VrrpKey, VrrpInstance>, list: &[VrrpWatch]) -> Plan {
+        plan(have, &want(list).unwrap())
+    }
+
+    fn applied(p: &Plan, mut have: BTreeMap<VrrpKey, VrrpInstance>) -> BTreeMap<VrrpKey, VrrpInstance> {
+        have.extend(p.write.iter().copied());
+        for k in &p.remove {
+            have.remove(k);
+        }
+        have
+    }
+
+    #[test]
+    fn markers_are_written_after_and_removed_before_their_instances() {
+        let both = [watch(2, Family::V4, 51), watch(2, Family::V6, 51)];
+        let p = plan_for(&BTreeMap::new(), &both);
+        let vrids: Vec<(u8, u8)> = p.write.iter().map(|(k, _)| (k.family, k.vrid)).collect();
+        assert_eq!(vrids, [(4, 51), (6, 51), (4, 0), (6, 0)]);
+        assert!(p.remove.is_empty());
+
+        let have = applied(&p, BTreeMap::new());
+        let p = plan_for(&have, &[]);
+        assert!(p.write.is_empty());
+        let vrids: Vec<(u8, u8)> = p.remove.iter().map(|k| (k.family, k.vrid)).collect();
+        assert_eq!(vrids, [(4, 0), (6, 0), (4, 51), (6, 51)]);
+        assert!(applied(&p, have).is_empty());
+    }
+
+    #[test]
+    fn only_the_difference_is_written() {
+        let first = [watch(2, Family::V4, 51), watch(2, Family::V4, 52)];
+        let have = applied(&plan_for(&BTreeMap::new(), &first), BTreeMap::new());
+        // 52 leaves, 53 arrives, 51 changes version; the marker stays.
+        let mut v2 = watch(2, Family::V4, 51);
+        v2.version = Version::V2;
+        v2.auth = Auth::simple("secret12345");
+        let p = plan_for(&have, &[v2, watch(2, Family::V4, 53)]);
+        let written: Vec<u8> = p.write.iter().map(|(k, _)| k.vrid).collect();
+        assert_eq!(written, [51, 53]);
+        assert_eq!(p.write[0].1, VrrpInstance { version: 2, auth_type: 1, _pad: [0; 6], auth: *b"secret12" });
+        assert_eq!(p.remove, [key(2, 4, 52)]);
+        // Applying the same list again writes nothing.
+        let have = applied(&p, have);
+        assert_eq!(plan_for(&have, &[v2, watch(2, Family::V4, 53)]), Plan::default());
+    }
+
+    #[test]
+    fn impossible_instances_are_refused_with_their_vrid() {
+        let mut v2v6 = watch(3, Family::V6, 9);
+        v2v6.version = Version::V2;
+        let mut v3auth = watch(3, Family::V4, 9);
+        v3auth.auth = Auth::simple("pw");
+        let mut twice = watch(3, Family::V4, 9);
+        twice.version = Version::V2;
+        for (bad, says) in [
+            (vec![watch(3, Family::V4, 0)], "VRID 0"),
+            (vec![v2v6], "no IPv6"),
+            (vec![v3auth], "no authentication"),
+            (vec![watch(3, Family::V4, 9), twice], "listed twice"),
+        ] {
+            let err = want(&bad).unwrap_err().to_string();
+            assert!(err.contains(says) && err.contains("interface 3"), "{err}");
+        }
+        // The same instance twice is harmless.
+        assert!(want(&[watch(3, Family::V4, 9), watch(3, Family::V4, 9)]).is_ok());
+    }
+
+    #[test]
+    fn a_record_reads_as_age_interval_and_sender() {
+        let rec = VrrpAdvert {
+            src: [u32::from_ne_bytes([10, 0, 0, 2]), 0, 0, 0],
+            last_ns: 5_000_000_000,
+            count: 7,
+            interval_cs: 100,
+            priority: 150,
+            version: 2,
+            _pad: [0; 4],
+        };
+        let seen = SeenAdvert::from_record(&rec, Family::V4, 5_250_000_000);
+        assert_eq!(
+            seen,
+            SeenAdvert {
+                priority: 150,
+                src: "10.0.0.2".parse().unwrap(),
+                interval: Duration::from_secs(1),
+                age: Duration::from_millis(250),
+                count: 7,
+            }
+        );
+        // A clock read before the record (another CPU's) is age 0, not a panic.
+        assert_eq!(SeenAdvert::from_record(&rec, Family::V4, 1).age, Duration::ZERO);
+    }
+
+    #[test]
+    fn keeps_backup_follows_the_backup_rules_of_rfc_5798() {
+        let seen = |priority, age_ms| SeenAdvert {
+            priority,
+            src: "10.0.0.2".parse().unwrap(),
+            interval: Duration::from_secs(1),
+            age: Duration::from_millis(age_ms),
+            count: 1,
+        };
+        let down = Duration::from_millis(3_609);
+        assert!(seen(150, 1_000).keeps_backup(down, 100, true), "a higher master, fresh");
+        assert!(seen(100, 1_000).keeps_backup(down, 100, true), "an equal master, fresh");
+        assert!(!seen(150, 3_609).keeps_backup(down, 100, true), "too old: the master is down");
+        assert!(!seen(0, 10).keeps_backup(down, 100, true), "priority 0: the master resigned");
+        assert!(!seen(50, 10).keeps_backup(down, 100, true), "a lower master is preempted");
+        assert!(seen(50, 10).keeps_backup(down, 100, false), "but not with nopreempt");
+    }
+}
