@@ -180,6 +180,7 @@ struct Families {
     vrrp_adverts_sent: Family,
     vrrp_adverts_received: Family,
     vrrp_advert_errors: Family,
+    vrrp_late_timer_saves: Family,
 }
 
 impl Families {
@@ -315,10 +316,15 @@ impl Families {
                 "Received VRRP advertisements dropped, by reason (ttl, auth, interval, ...).",
                 &["instance", "reason"],
             ),
+            vrrp_late_timer_saves: Family::counter(
+                "director_vrrp_late_timer_saves_total",
+                "Master_Down_Timer expiries the XDP advert record showed to be the daemon running late (no takeover).",
+                &["instance"],
+            ),
         }
     }
 
-    fn all(&self) -> [&Family; 26] {
+    fn all(&self) -> [&Family; 27] {
         [
             &self.vs_packets,
             &self.vs_bytes,
@@ -346,6 +352,7 @@ impl Families {
             &self.vrrp_adverts_sent,
             &self.vrrp_adverts_received,
             &self.vrrp_advert_errors,
+            &self.vrrp_late_timer_saves,
         ]
     }
 }
@@ -464,6 +471,7 @@ impl SnapshotCollector {
         let mut vrrp_adverts_sent = Series::new(&f.vrrp_adverts_sent);
         let mut vrrp_adverts_received = Series::new(&f.vrrp_adverts_received);
         let mut vrrp_advert_errors = Series::new(&f.vrrp_advert_errors);
+        let mut vrrp_late_timer_saves = Series::new(&f.vrrp_late_timer_saves);
         for v in &snap.vrrp {
             let inst = [v.name.clone()];
             if !vrrp_priority.add(&inst, v.priority.into()) {
@@ -475,6 +483,7 @@ impl SnapshotCollector {
             vrrp_transitions.add(&inst, v.transitions);
             vrrp_adverts_sent.add(&inst, v.adverts_sent);
             vrrp_adverts_received.add(&inst, v.adverts_received);
+            vrrp_late_timer_saves.add(&inst, v.late_timer_saves);
             for (reason, n) in &v.rejects {
                 vrrp_advert_errors.add(&[v.name.clone(), reason.clone()], *n);
             }
@@ -507,6 +516,7 @@ impl SnapshotCollector {
             vrrp_adverts_sent,
             vrrp_adverts_received,
             vrrp_advert_errors,
+            vrrp_late_timer_saves,
         ]
         .into_iter()
         .map(Series::finish)

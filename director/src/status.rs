@@ -38,6 +38,10 @@ pub struct VrrpView {
     /// Received adverts dropped, by reason (`vrrp::Reject::counter`).
     pub rejects: std::collections::BTreeMap<String, u64>,
     pub send_errors: u64,
+    /// Master_Down_Timer expiries that the XDP advert record showed to be
+    /// the daemon's lateness, not the master's death (no takeover).
+    #[serde(default)]
+    pub late_timer_saves: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -162,6 +162,7 @@ fn snapshot(scale: u64) -> Snapshot {
             adverts_received: 4 * scale,
             rejects: [("auth".to_string(), 3 * scale)].into(),
             send_errors: 0,
+            late_timer_saves: 2,
         }],
     }
 }
@@ -590,6 +591,7 @@ async fn metrics_endpoint_reports_the_snapshot() {
         ("director_vrrp_adverts_sent_total", "counter"),
         ("director_vrrp_adverts_received_total", "counter"),
         ("director_vrrp_advert_errors_total", "counter"),
+        ("director_vrrp_late_timer_saves_total", "counter"),
     ];
     let got: Vec<(&str, &str)> = exp
         .families
@@ -732,6 +734,7 @@ async fn metrics_endpoint_reports_the_snapshot() {
     assert_eq!(exp.value("director_vrrp_adverts_sent_total", &[vi]), 30.0);
     assert_eq!(exp.value("director_vrrp_adverts_received_total", &[vi]), 4.0);
     assert_eq!(exp.value("director_vrrp_advert_errors_total", &[vi, ("reason", "auth")]), 3.0);
+    assert_eq!(exp.value("director_vrrp_late_timer_saves_total", &[vi]), 2.0);
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap()

@@ -53,6 +53,9 @@ fn vrrp(v: &VrrpView) -> String {
         let _ = write!(line, ", master {m}");
     }
     let _ = write!(line, "; adverts {} sent, {} received", v.adverts_sent, v.adverts_received);
+    if v.late_timer_saves > 0 {
+        let _ = write!(line, ", {} late timer(s) saved by XDP", v.late_timer_saves);
+    }
     let dropped: u64 = v.rejects.values().sum();
     if dropped > 0 {
         let why: Vec<String> = v.rejects.iter().map(|(r, n)| format!("{r} {n}")).collect();
@@ -201,6 +204,7 @@ mod tests {
                     adverts_received: 40,
                     rejects: [("auth".to_string(), 3)].into(),
                     send_errors: 0,
+                    late_timer_saves: 0,
                 },
                 VrrpView {
                     name: "VI_6".into(),
@@ -217,6 +221,7 @@ mod tests {
                     adverts_received: 0,
                     rejects: Default::default(),
                     send_errors: 0,
+                    late_timer_saves: 0,
                 },
             ],
         };

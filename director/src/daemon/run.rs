@@ -107,6 +107,10 @@ impl Daemon {
         let resolver = Resolver::new()?;
         let (tx, transitions) = mpsc::channel(1024);
         let (vrrp_tx, vrrp_events) = mpsc::channel(256);
+        let witness = xdp
+            .vrrp_witness()
+            .inspect_err(|e| warn!("VRRP runs without the XDP advert record: {e}"))
+            .ok();
         let (track_tx, track_rx) = mpsc::channel(256);
         // Seeds the checks' warmup spread; it need not be unpredictable.
         let seed = std::time::SystemTime::now()
@@ -121,7 +125,7 @@ impl Daemon {
             health: HealthMap::new(),
             listener: Some(listener),
             metrics_listener: Some(metrics_listener),
-            vrrp: Vrrp::new(vrrp_tx).context("netlink connection for the VRRP VIPs")?,
+            vrrp: Vrrp::new(vrrp_tx, witness).context("netlink connection for the VRRP VIPs")?,
             vrrp_events: Some(vrrp_events),
             tracker: None,
             track_tx,
@@ -295,9 +299,11 @@ impl Daemon {
         if let Err(e) = self.apply() {
             error!("applying the configuration failed: {e:#}");
         }
-        for e in self.vrrp.retry(&self.config).await {
+        let retried = self.vrrp.retry(&self.config).await;
+        for e in &retried {
             error!("{e} (retrying every {REFRESH:?})");
         }
+        self.watch_vrrp();
         self.update_metrics();
     }
 
@@ -414,6 +420,15 @@ impl Daemon {
         }
         for e in self.vrrp.apply(&self.config).await {
             error!("{e} (retrying every {REFRESH:?})");
+        }
+        self.watch_vrrp();
+    }
+
+    /// Tells the XDP program which instances run, so it records their
+    /// adverts (and drops malformed and foreign ones on their interfaces).
+    fn watch_vrrp(&mut self) {
+        if let Err(e) = self.xdp.set_vrrp_instances(&self.vrrp.watches()) {
+            error!("XDP VRRP advert fast path: {e}");
         }
     }
 

@@ -26,6 +26,7 @@ use super::{
 };
 use crate::{
     config::{GlobalDefs, VrrpInstance},
+    dataplane::xdp::{Family, VrrpWatch, VrrpWitness},
     status::VrrpView as Status,
 };
 
@@ -86,6 +87,17 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// What the XDP program must know to record this instance's adverts.
+    pub fn watch(&self) -> VrrpWatch {
+        VrrpWatch {
+            ifindex: self.iface.index,
+            family: if self.v6 { Family::V6 } else { Family::V4 },
+            vrid: self.params.vrid,
+            version: self.params.version,
+            auth: self.params.auth,
+        }
+    }
+
     pub fn resolve(inst: &VrrpInstance, global: &GlobalDefs) -> Result<Spec, InstanceError> {
         let name = inst.name.clone();
         let ifname = inst.interface.clone().ok_or_else(|| InstanceError::NoInterface(name.clone()))?;
@@ -264,11 +276,13 @@ pub async fn start(
     Ok(InstanceHandle { spec, status, tx, task })
 }
 
-/// The netlink side every instance shares.
+/// What every instance shares: netlink, and the XDP program's record of
+/// the adverts it saw (None without the XDP data plane).
 #[derive(Clone)]
 pub struct Io {
     pub netlink: rtnetlink::Handle,
     pub addrs: Addrs,
+    pub witness: Option<Arc<VrrpWitness>>,
 }
 
 /// How often one reason for dropping adverts may be logged.
@@ -338,7 +352,11 @@ impl Driver {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
-                () = timer => self.input(&sock, Input::Timer).await,
+                () = timer => {
+                    if !self.master_alive_per_xdp() {
+                        self.input(&sock, Input::Timer).await;
+                    }
+                }
                 () = garp_timer => self.announce(),
                 cmd = rx.recv() => match cmd {
                     Some(Command::Track(p)) => self.on_track(&sock, p).await,
@@ -375,6 +393,43 @@ impl Driver {
     async fn input(&mut self, sock: &VrrpSocket, input: Input) {
         let actions = self.fsm.handle(self.now(), input);
         self.perform(sock, actions).await;
+    }
+
+    /// The Master_Down_Timer expired, but did the master really go quiet?
+    /// The XDP program records every valid advert as it arrives, however
+    /// late this task runs; a record that would have kept us backup means
+    /// we were starved, not the master dead. It is then taken as received
+    /// (at its arrival time) instead of the timer.
+    fn master_alive_per_xdp(&mut self) -> bool {
+        let Some(witness) = self.io.witness.as_ref().filter(|_| self.fsm.state() == State::Backup) else {
+            return false;
+        };
+        let family = if self.spec.v6 { Family::V6 } else { Family::V4 };
+        let seen = match witness.last_advert(self.spec.iface.index, family, self.spec.params.vrid) {
+            Ok(Some(seen)) => seen,
+            Ok(None) => return false,
+            Err(e) => {
+                warn!("VRRP_Instance({}) reading the XDP advert record: {e}", self.spec.config.name);
+                return false;
+            }
+        };
+        let preempt = !self.spec.config.nopreempt;
+        if seen.src == self.spec.fsm.primary_ip
+            || !seen.keeps_backup(self.fsm.master_down_interval(), self.fsm.priority(), preempt)
+        {
+            return false;
+        }
+        let now = self.now();
+        let at = now.saturating_sub(seen.age);
+        let input = Input::AdvertReceived { priority: seen.priority, src_ip: seen.src, max_advert_int: seen.interval };
+        let actions = self.fsm.handle(at, input);
+        debug_assert!(actions.is_empty(), "a backup answers an advert with no action");
+        self.status.lock().unwrap().late_timer_saves += 1;
+        info!(
+            "VRRP_Instance({}) Master_Down_Timer fired late, but XDP saw {}'s advert (priority {}) {:?} ago: staying BACKUP",
+            self.spec.config.name, seen.src, seen.priority, seen.age
+        );
+        true
     }
 
     async fn on_track(&mut self, sock: &VrrpSocket, priority: Option<u8>) {

@@ -1,7 +1,7 @@
 //! The daemon's view of VRRP: starts, restarts and stops the configured
 //! instances (see [`super::instance`]) as the configuration changes.
 
-use std::collections::BTreeMap;
+use std::{collections::BTreeMap, sync::Arc};
 
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -11,7 +11,10 @@ use super::{
     instance::{self, Command, Event, InstanceError, InstanceHandle, Io, Spec},
     sync::{GroupChange, SyncGroups},
 };
-use crate::status::VrrpView;
+use crate::{
+    dataplane::xdp::{VrrpWatch, VrrpWitness},
+    status::VrrpView,
+};
 use crate::config::Config;
 
 pub struct Vrrp {
@@ -29,13 +32,14 @@ pub struct Vrrp {
 
 impl Vrrp {
     /// Opens the netlink connection the instances add and remove VIPs with.
-    pub fn new(events: mpsc::Sender<Event>) -> std::io::Result<Vrrp> {
+    /// `witness`: the XDP program's advert record, when XDP runs.
+    pub fn new(events: mpsc::Sender<Event>, witness: Option<VrrpWitness>) -> std::io::Result<Vrrp> {
         let (conn, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(conn);
         Ok(Vrrp {
             instances: BTreeMap::new(),
             events,
-            io: Io { addrs: Addrs::with_handle(handle.clone()), netlink: handle },
+            io: Io { addrs: Addrs::with_handle(handle.clone()), netlink: handle, witness: witness.map(Arc::new) },
             verdicts: BTreeMap::new(),
             sync: SyncGroups::default(),
             failed: BTreeMap::new(),
@@ -166,6 +170,11 @@ impl Vrrp {
         for (_, h) in std::mem::take(&mut self.instances) {
             h.shutdown().await;
         }
+    }
+
+    /// The running instances, as the XDP advert fast path must know them.
+    pub fn watches(&self) -> Vec<VrrpWatch> {
+        self.instances.values().map(|h| h.spec.watch()).collect()
     }
 
     pub fn status(&self) -> Vec<VrrpView> {

@@ -13,6 +13,9 @@ use std::{
     time::Duration,
 };
 
+use std::os::fd::AsFd;
+
+use aya::maps::{HashMap as AyaHashMap, IterableMap, Map, MapData};
 use director_common::vrrp::{MARKER_VRID, VrrpAdvert, VrrpInstance, VrrpKey, maps};
 
 use super::{XdpError, XdpProgram, addr_from_words};
@@ -121,12 +124,43 @@ impl XdpProgram {
     /// The latest valid advert recorded for an instance, None when none
     /// arrived since it was set.
     pub fn vrrp_last_advert(&self, ifindex: u32, family: Family, vrid: u8) -> Result<Option<SeenAdvert>, XdpError> {
-        let key = VrrpKey { ifindex, family: family.number(), vrid, _pad: [0; 2] };
-        match self.maps.vrrp_adverts.get(&key, 0) {
-            Ok(rec) => Ok(Some(SeenAdvert::from_record(&rec, family, monotonic_ns()))),
-            Err(aya::maps::MapError::KeyNotFound) => Ok(None),
-            Err(source) => Err(XdpError::Map { name: maps::VRRP_ADVERTS, source }),
-        }
+        last_advert(&self.maps.vrrp_adverts, ifindex, family, vrid)
+    }
+
+    /// A reader of the advert records that the VRRP instance tasks own: its
+    /// own descriptor of the map, so reading never waits for the daemon.
+    pub fn vrrp_witness(&self) -> Result<VrrpWitness, XdpError> {
+        let err = |e: std::io::Error| XdpError::Map { name: maps::VRRP_ADVERTS, source: aya::maps::MapError::from(e) };
+        let fd = self.maps.vrrp_adverts.map().fd().as_fd().try_clone_to_owned().map_err(err)?;
+        let map_err = |source| XdpError::Map { name: maps::VRRP_ADVERTS, source };
+        let data = MapData::from_fd(fd).map_err(map_err)?;
+        let map = AyaHashMap::try_from(Map::HashMap(data)).map_err(map_err)?;
+        Ok(VrrpWitness { map })
+    }
+}
+
+/// The XDP program's record of the adverts it saw (see [`XdpProgram::vrrp_witness`]).
+pub struct VrrpWitness {
+    map: AyaHashMap<MapData, VrrpKey, VrrpAdvert>,
+}
+
+impl VrrpWitness {
+    pub fn last_advert(&self, ifindex: u32, family: Family, vrid: u8) -> Result<Option<SeenAdvert>, XdpError> {
+        last_advert(&self.map, ifindex, family, vrid)
+    }
+}
+
+fn last_advert(
+    map: &AyaHashMap<MapData, VrrpKey, VrrpAdvert>,
+    ifindex: u32,
+    family: Family,
+    vrid: u8,
+) -> Result<Option<SeenAdvert>, XdpError> {
+    let key = VrrpKey { ifindex, family: family.number(), vrid, _pad: [0; 2] };
+    match map.get(&key, 0) {
+        Ok(rec) => Ok(Some(SeenAdvert::from_record(&rec, family, monotonic_ns()))),
+        Err(aya::maps::MapError::KeyNotFound) => Ok(None),
+        Err(source) => Err(XdpError::Map { name: maps::VRRP_ADVERTS, source }),
     }
 }
 
