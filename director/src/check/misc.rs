@@ -7,7 +7,10 @@
 //!   group, reap the script, failure;
 //! - when the script exits, whatever it left running in its group is killed
 //!   too, so no process of a check outlives it;
-//! - `user` / global `script_user`: setgid/setuid before exec.
+//! - `user` / global `script_user` (resolved into the config), else the
+//!   `keepalived_script` user when it exists, as keepalived: setgid/setuid
+//!   before exec. notify_up/notify_down and quorum_up/quorum_down use the
+//!   same resolution ([`spawn_detached`]).
 
 use std::ffi::CString;
 use std::time::Duration;
@@ -15,7 +18,7 @@ use std::time::Duration;
 use tokio::process::Command;
 
 use super::state::CheckResult;
-use crate::config::{Checker, MiscCheck, RunAs};
+use crate::config::{Checker, MiscCheck, RunAs, Script};
 
 /// Resolves a user (and optional group) to (uid, gid).
 pub fn resolve_run_as(r: &RunAs) -> Result<(u32, u32), String> {
@@ -65,6 +68,44 @@ pub fn resolve_run_as(r: &RunAs) -> Result<(u32, u32), String> {
     Ok((uid, gid))
 }
 
+/// The (uid, gid) a script runs as: its own user (or the global
+/// `script_user` the config resolved into it), else `keepalived_script`
+/// when that user exists; None runs it as the daemon's own user.
+pub fn script_ids(script: &Script) -> Result<Option<(u32, u32)>, String> {
+    match &script.run_as {
+        Some(r) => resolve_run_as(r).map(Some),
+        None => Ok(resolve_run_as(&RunAs {
+            user: "keepalived_script".into(),
+            group: None,
+        })
+        .ok()),
+    }
+}
+
+fn run_as_ids(cmd: &mut Command, ids: Option<(u32, u32)>) {
+    if let Some((uid, gid)) = ids {
+        // std drops supplementary groups (setgroups(0)) when run as root.
+        cmd.gid(gid).uid(uid);
+    }
+}
+
+/// Starts a notify script (its argv, no shell) as its user and lets it
+/// run: keepalived neither waits for these nor bounds them. The child is
+/// reaped by a task of the current runtime.
+pub fn spawn_detached(script: &Script) -> Result<(), String> {
+    let Some((program, args)) = script.argv.split_first() else {
+        return Err("empty command".into());
+    };
+    let mut cmd = Command::new(program);
+    cmd.args(args).kill_on_drop(false);
+    run_as_ids(&mut cmd, script_ids(script)?);
+    let mut child = cmd.spawn().map_err(|e| e.to_string())?;
+    tokio::spawn(async move {
+        let _ = child.wait().await;
+    });
+    Ok(())
+}
+
 /// Kills the process group when dropped (the check was cancelled, or ended).
 struct GroupGuard(Option<i32>);
 
@@ -109,10 +150,7 @@ pub async fn run_script(
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);
-    if let Some((uid, gid)) = run_as {
-        // std drops supplementary groups (setgroups(0)) when run as root.
-        cmd.gid(gid).uid(uid);
-    }
+    run_as_ids(&mut cmd, run_as);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return (ScriptOutcome::SpawnFailed(e.to_string()), None),
@@ -146,12 +184,9 @@ pub async fn check(c: &Checker, m: &MiscCheck) -> CheckResult {
     let Some(script) = &m.misc_path else {
         return CheckResult::fail("has no misc_path");
     };
-    let run_as = match &script.run_as {
-        Some(r) => match resolve_run_as(r) {
-            Ok(ids) => Some(ids),
-            Err(e) => return CheckResult::fail(e),
-        },
-        None => None,
+    let run_as = match script_ids(script) {
+        Ok(ids) => ids,
+        Err(e) => return CheckResult::fail(e),
     };
     let timeout = m.misc_timeout.unwrap_or(c.common.delay_loop);
     let (out, _) = run_script(&script.command, run_as, timeout).await;

@@ -2,7 +2,8 @@
 //!
 //! - [`state`]: the pure per-real-server state machine (virtual clock).
 //! - [`tcp`], [`http`] (HTTP_GET, SSL_GET, genhash), [`misc`], [`smtp`],
-//!   [`udp`], [`dns`], [`ping`]: one run of a checker, returning a [`CheckResult`].
+//!   [`udp`], [`dns`], [`ping`], [`file`]: one run of a checker, returning a
+//!   [`CheckResult`].
 //! - [`Checks`]: the scheduler. One tokio task per real server runs that
 //!   server's checkers on their schedule and sends a [`Transition`] on an
 //!   mpsc channel when the server goes up or down (or a `misc_dynamic`
@@ -12,6 +13,7 @@
 //!   ([`Checks::with_lateness`]), for the scale benchmark.
 
 pub mod dns;
+pub mod file;
 pub mod http;
 pub mod misc;
 pub mod ping;
@@ -116,9 +118,7 @@ pub async fn run_check(c: &Checker, rs: SocketAddr) -> CheckResult {
         Check::Udp(u) => udp::check(c, u, rs).await,
         Check::Dns(d) => dns::check(c, d, rs).await,
         Check::Ping => ping::check(c, rs).await,
-        // FILE_CHECK needs the `track_file` block it names: not implemented
-        // yet, reported up so that it never takes a server down.
-        Check::File(_) => CheckResult::ok(),
+        Check::File(f) => file::check(f).await,
     }
 }
 

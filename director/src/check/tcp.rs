@@ -1,4 +1,5 @@
-//! TCP_CHECK: a connect within `connect_timeout`.
+//! TCP_CHECK: a connect within `connect_timeout`; the connection is reset
+//! at once.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -63,6 +64,10 @@ pub async fn check(c: &Checker, rs: SocketAddr) -> CheckResult {
     let addr = target_addr(&c.common, rs);
     match connect(&c.common, addr, c.common.connect_timeout).await {
         Ok(s) => {
+            // Close with RST (SO_LINGER 0), as HAProxy's checks do: the
+            // verdict is the connect alone, and a reset spares both ends
+            // the FIN exchange and us a TIME_WAIT per check.
+            let _ = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO));
             drop(s);
             CheckResult::ok()
         }

@@ -68,7 +68,7 @@ pub struct Daemon {
     mailer: Option<Mailer>,
     /// Services whose alive weight is below their `quorum`; None until the
     /// first apply, so start-up itself runs no quorum script.
-    quorum_lost: Option<BTreeSet<crate::state::ServiceAddr>>,
+    quorum_lost: Option<desired::QuorumLost>,
     pub(super) health: HealthMap,
 }
 
@@ -325,13 +325,14 @@ impl Daemon {
 
     fn apply(&mut self) -> Result<()> {
         let hops = &self.hops;
-        let (state, skipped) = desired::build(&self.config, &self.admin, &self.health, &|ip| hops.get(&ip).copied());
+        let (state, skipped, lost) =
+            desired::build(&self.config, &self.admin, &self.health, self.quorum_lost.as_ref(), &|ip| hops.get(&ip).copied());
         let now: BTreeSet<String> = skipped.iter().map(|s| format!("{}: {}", s.what, s.why)).collect();
         for line in now.difference(&self.reported) {
             warn!("not forwarding to {line}");
         }
         self.reported = now;
-        self.track_quorum(&state);
+        self.track_quorum(lost);
         if state == self.desired {
             return Ok(());
         }
@@ -352,10 +353,9 @@ impl Daemon {
         Ok(())
     }
 
-    /// Runs quorum_up / quorum_down when a service's alive weight crosses
-    /// its `quorum`, as keepalived does.
-    fn track_quorum(&mut self, state: &DesiredState) {
-        let lost = desired::quorum_lost(&self.config, state);
+    /// Runs quorum_up / quorum_down when a service loses or regains its
+    /// `quorum` (with `hysteresis`), as keepalived does.
+    fn track_quorum(&mut self, lost: desired::QuorumLost) {
         if let Some(before) = &self.quorum_lost {
             for vs in &self.config.virtual_servers {
                 let Some(addr) = desired::service_addr(vs) else { continue };
@@ -406,18 +406,10 @@ impl Daemon {
 }
 
 
-/// Runs a notify_up/notify_down script without waiting for it; keepalived
-/// runs these the same way (fire and forget, its exit status ignored).
+/// Runs a notify_up/notify_down/quorum script as its user (see
+/// `check::misc::spawn_detached`) without waiting for it, as keepalived.
 fn notify(script: &Script, what: &str) {
-    let Some((program, args)) = script.argv.split_first() else { return };
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args).kill_on_drop(false);
-    match cmd.spawn() {
-        Ok(mut child) => {
-            tokio::spawn(async move {
-                let _ = child.wait().await;
-            });
-        }
-        Err(e) => warn!("{what}: notify script {}: {e}", script.command),
+    if let Err(e) = check::misc::spawn_detached(script) {
+        warn!("{what}: notify script {}: {e}", script.command);
     }
 }

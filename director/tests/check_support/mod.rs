@@ -1,6 +1,8 @@
 //! Helpers shared by the check_* tests.
 #![allow(dead_code)]
 
+pub mod real;
+
 use std::time::Duration;
 
 use director::config::{Check, CheckCommon, Checker, HttpCheck, MiscCheck, Script, Url};
