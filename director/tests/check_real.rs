@@ -43,7 +43,11 @@ async fn status_and_digest(ssl: bool, nginx: &Nginx) {
     // `return 500;`
     let r = fail_reason(run_check(&get(ssl, url("/fail")), at).await);
     assert_eq!(r, "/fail status 500, expected 200-299");
+    // Custom ranges are named as configured; accepting 500 passes.
     let mut u = url("/fail");
+    u.status_code = vec![(200, 200), (301, 302)];
+    let r = fail_reason(run_check(&get(ssl, u.clone()), at).await);
+    assert_eq!(r, "/fail status 500, expected 200,301-302");
     u.status_code = vec![(500, 500)];
     assert_eq!(run_check(&get(ssl, u), at).await, CheckResult::ok());
     // A file that is not there.
