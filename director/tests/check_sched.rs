@@ -174,6 +174,11 @@ async fn file_check_takes_the_server_down_and_up_as_the_file_changes() {
     assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
     let targets = director::check::targets_from_config(&loaded.config);
     assert_eq!(targets.len(), 2);
+    // A FILE_CHECK naming an undefined track_file is ignored, as keepalived.
+    let undefined = text.replace("track_file state\n }", "track_file nosuch\n }");
+    let loaded2 = director::config::load_str(&undefined, "t.conf", &Default::default());
+    assert!(!loaded2.has_errors(), "{:?}", loaded2.diagnostics);
+    assert_eq!(director::check::targets_from_config(&loaded2.config).len(), 1);
     let (tx, mut rx) = mpsc::channel(16);
     let mut checks = Checks::new(tx, 3);
     checks.set_targets(targets);

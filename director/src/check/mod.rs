@@ -82,11 +82,19 @@ pub struct Transition {
 }
 
 /// The targets of a configuration: every real server that has checkers.
+/// A FILE_CHECK naming no defined `track_file` is left out, as keepalived
+/// ignores it (the config diagnostics say so).
 pub fn targets_from_config(cfg: &Config) -> Vec<Target> {
     let mut out = Vec::new();
     for vs in &cfg.virtual_servers {
         for rs in &vs.real_servers {
-            if rs.checkers.is_empty() {
+            let checkers: Vec<Checker> = rs
+                .checkers
+                .iter()
+                .filter(|c| !matches!(&c.check, Check::File(f) if f.file.is_none()))
+                .cloned()
+                .collect();
+            if checkers.is_empty() {
                 continue;
             }
             out.push(Target {
@@ -94,7 +102,7 @@ pub fn targets_from_config(cfg: &Config) -> Vec<Target> {
                     vs: vs.key.clone(),
                     rs: SocketAddr::new(rs.ip, rs.port),
                 },
-                checkers: rs.checkers.clone(),
+                checkers,
                 omega: vs.omega,
             });
         }
