@@ -236,11 +236,11 @@ async fn notify_scripts_run_as_the_global_script_user() {
     director::check::misc::spawn_detached(&s).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        if let Ok(uid) = std::fs::read_to_string(&out) {
-            if !uid.is_empty() {
-                assert_eq!(uid.trim(), "65534");
-                break;
-            }
+        if let Ok(uid) = std::fs::read_to_string(&out)
+            && !uid.is_empty()
+        {
+            assert_eq!(uid.trim(), "65534");
+            break;
         }
         assert!(Instant::now() < deadline, "the notify script never wrote its uid");
         tokio::time::sleep(Duration::from_millis(20)).await;

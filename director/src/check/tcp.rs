@@ -95,10 +95,16 @@ pub fn io_reason(e: &io::Error) -> String {
 pub async fn check(c: &Checker, rs: SocketAddr) -> CheckResult {
     let addr = target_addr(&c.common, rs);
     let connected = match start_connect(&c.common, addr) {
-        Ok((sock, true)) => Ok(reset(&sock)),
+        Ok((sock, true)) => {
+            reset(&sock);
+            Ok(())
+        }
         Ok((sock, false)) => {
             match tokio::time::timeout(c.common.connect_timeout, finish_connect(sock)).await {
-                Ok(Ok(s)) => Ok(reset(&s)),
+                Ok(Ok(s)) => {
+                    reset(&s);
+                    Ok(())
+                }
                 Ok(Err(e)) => Err(e),
                 Err(_) => Err(timed_out()),
             }
