@@ -233,7 +233,7 @@ async fn notify_scripts_run_as_the_global_script_user() {
         argv: vec![script.display().to_string(), out.display().to_string()],
         run_as: vs.real_servers[0].notify_up.as_ref().unwrap().run_as.clone(),
     };
-    director::check::misc::spawn_detached(&s).unwrap();
+    director::check::misc::spawn_detached(&s, false).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         if let Ok(uid) = std::fs::read_to_string(&out)
@@ -245,4 +245,35 @@ async fn notify_scripts_run_as_the_global_script_user() {
         assert!(Instant::now() < deadline, "the notify script never wrote its uid");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+#[test]
+fn script_security_refuses_root_scripts_others_could_change() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: skipped");
+        return;
+    }
+    use director::check::misc::{insecure, secure_script_ids};
+    assert_eq!(insecure("/bin/sh"), None);
+    assert_eq!(insecure("sh"), None, "found through PATH");
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("s.sh");
+    std::fs::write(&script, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let why = insecure(script.to_str().unwrap()).expect("a world-writable script is insecure");
+    assert!(why.contains("writable"), "{why}");
+    let s = director::config::Script {
+        command: script.display().to_string(),
+        argv: vec![script.display().to_string()],
+        run_as: None,
+    };
+    let e = secure_script_ids(&s, true).unwrap_err();
+    assert!(e.contains("enable_script_security"), "{e}");
+    assert_eq!(secure_script_ids(&s, false), Ok(None), "without the option it runs");
+    // Run as another user, the path does not matter.
+    let nobody = director::config::Script {
+        run_as: Some(RunAs { user: "nobody".into(), group: None }),
+        ..s
+    };
+    assert!(secure_script_ids(&nobody, true).unwrap().is_some());
 }

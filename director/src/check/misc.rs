@@ -10,7 +10,9 @@
 //! - `user` / global `script_user` (resolved into the config), else the
 //!   `keepalived_script` user when it exists, as keepalived: setgid/setuid
 //!   before exec. notify_up/notify_down and quorum_up/quorum_down use the
-//!   same resolution ([`spawn_detached`]).
+//!   same resolution ([`spawn_detached`]);
+//! - `enable_script_security`: a script that would run as root is refused
+//!   when its path could be changed by another user ([`insecure`]).
 
 use std::ffi::CString;
 use std::time::Duration;
@@ -82,6 +84,53 @@ pub fn script_ids(script: &Script) -> Result<Option<(u32, u32)>, String> {
     }
 }
 
+/// `script_ids`, refusing with `enable_script_security` a script that
+/// would run as root from a path someone else could change.
+pub fn secure_script_ids(script: &Script, security: bool) -> Result<Option<(u32, u32)>, String> {
+    let ids = script_ids(script)?;
+    // SAFETY: geteuid(2) cannot fail.
+    let as_root = ids.map_or(unsafe { libc::geteuid() } == 0, |(uid, _)| uid == 0);
+    if security && as_root {
+        let program = script.argv.first().map(String::as_str).unwrap_or("");
+        if let Some(why) = insecure(program) {
+            return Err(format!("not run as root: {why} (enable_script_security)"));
+        }
+    }
+    Ok(ids)
+}
+
+/// Why running `program` as root is unsafe, as keepalived's
+/// enable_script_security judges it: the file or a directory above it is
+/// not owned by root, or is writable by its group or by others.
+pub fn insecure(program: &str) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let found = if program.contains('/') {
+        Some(std::path::PathBuf::from(program))
+    } else {
+        std::env::var_os("PATH").and_then(|paths| {
+            std::env::split_paths(&paths)
+                .map(|d| d.join(program))
+                .find(|p| p.is_file())
+        })
+    };
+    let Some(path) = found.and_then(|p| p.canonicalize().ok()) else {
+        return Some(format!("{program} not found"));
+    };
+    for p in path.ancestors() {
+        let m = match std::fs::metadata(p) {
+            Ok(m) => m,
+            Err(e) => return Some(format!("{}: {e}", p.display())),
+        };
+        if m.uid() != 0 {
+            return Some(format!("{} is owned by uid {}", p.display(), m.uid()));
+        }
+        if m.mode() & 0o022 != 0 {
+            return Some(format!("{} is writable by its group or others", p.display()));
+        }
+    }
+    None
+}
+
 fn run_as_ids(cmd: &mut Command, ids: Option<(u32, u32)>) {
     if let Some((uid, gid)) = ids {
         // std drops supplementary groups (setgroups(0)) when run as root.
@@ -92,13 +141,13 @@ fn run_as_ids(cmd: &mut Command, ids: Option<(u32, u32)>) {
 /// Starts a notify script (its argv, no shell) as its user and lets it
 /// run: keepalived neither waits for these nor bounds them. The child is
 /// reaped by a task of the current runtime.
-pub fn spawn_detached(script: &Script) -> Result<(), String> {
+pub fn spawn_detached(script: &Script, security: bool) -> Result<(), String> {
     let Some((program, args)) = script.argv.split_first() else {
         return Err("empty command".into());
     };
     let mut cmd = Command::new(program);
     cmd.args(args).kill_on_drop(false);
-    run_as_ids(&mut cmd, script_ids(script)?);
+    run_as_ids(&mut cmd, secure_script_ids(script, security)?);
     let mut child = cmd.spawn().map_err(|e| e.to_string())?;
     tokio::spawn(async move {
         let _ = child.wait().await;
@@ -184,7 +233,7 @@ pub async fn check(c: &Checker, m: &MiscCheck) -> CheckResult {
     let Some(script) = &m.misc_path else {
         return CheckResult::fail("has no misc_path");
     };
-    let run_as = match script_ids(script) {
+    let run_as = match secure_script_ids(script, m.script_security) {
         Ok(ids) => ids,
         Err(e) => return CheckResult::fail(e),
     };

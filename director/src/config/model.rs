@@ -570,6 +570,8 @@ pub struct MiscCheck {
     #[serde(serialize_with = "opt_secs")]
     pub misc_timeout: Option<Duration>,
     pub misc_dynamic: bool,
+    /// The global `enable_script_security`, resolved into the checker.
+    pub script_security: bool,
 }
 
 /// SMTP_CHECK options.

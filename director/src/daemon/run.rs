@@ -304,7 +304,7 @@ impl Daemon {
             });
             if let Some((vs, rs)) = found {
                 if let Some(script) = if t.alive { rs.notify_up.as_ref() } else { rs.notify_down.as_ref() } {
-                    notify(script, &t.key.to_string());
+                    notify(script, &t.key.to_string(), self.config.global.enable_script_security);
                 }
                 if let Some(mailer) = self.mailer.clone().filter(|_| alert::wanted(&self.config, vs, rs)) {
                     let subject = mailer.realserver_subject(&t.key.rs.to_string(), &t.key.vs.to_string(), t.alive);
@@ -364,13 +364,13 @@ impl Daemon {
                     (false, true) => {
                         warn!("virtual server {what}: quorum {} lost", vs.quorum);
                         if let Some(s) = &vs.quorum_down {
-                            notify(s, &what);
+                            notify(s, &what, self.config.global.enable_script_security);
                         }
                     }
                     (true, false) => {
                         info!("virtual server {what}: quorum {} back", vs.quorum);
                         if let Some(s) = &vs.quorum_up {
-                            notify(s, &what);
+                            notify(s, &what, self.config.global.enable_script_security);
                         }
                     }
                     _ => {}
@@ -408,8 +408,8 @@ impl Daemon {
 
 /// Runs a notify_up/notify_down/quorum script as its user (see
 /// `check::misc::spawn_detached`) without waiting for it, as keepalived.
-fn notify(script: &Script, what: &str) {
-    if let Err(e) = check::misc::spawn_detached(script) {
+fn notify(script: &Script, what: &str, script_security: bool) {
+    if let Err(e) = check::misc::spawn_detached(script, script_security) {
         warn!("{what}: notify script {}: {e}", script.command);
     }
 }

@@ -63,6 +63,7 @@ pub fn misc(cmd: &str, dynamic: bool, timeout: Option<Duration>) -> Checker {
         }),
         misc_timeout: timeout,
         misc_dynamic: dynamic,
+        script_security: false,
     }));
     c.common.retry = 0;
     c

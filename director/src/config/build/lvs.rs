@@ -590,6 +590,7 @@ fn checker(cx: &mut Cx, kind: CheckerKind, node: &Node, rs_inh: &Inherit) -> Che
         misc_path: None,
         misc_timeout: None,
         misc_dynamic: false,
+        script_security: false,
     };
     let mut misc_user = None;
     let mut smtp = SmtpCheck::default();
@@ -785,11 +786,13 @@ fn checker(cx: &mut Cx, kind: CheckerKind, node: &Node, rs_inh: &Inherit) -> Che
 /// Gives the LVS scripts that name no user (MISC_CHECK `misc_path`,
 /// notify_up/notify_down, quorum_up/quorum_down) the global `script_user`,
 /// as keepalived runs them.
+/// MISC_CHECKs also get `enable_script_security`.
 pub fn resolve_script_users(config: &mut Config) {
-    let Some(user) = config.global.script_user.clone() else { return };
+    let security = config.global.enable_script_security;
+    let user = config.global.script_user.clone();
     let default = |s: &mut Option<Script>| {
-        if let Some(s) = s.as_mut().filter(|s| s.run_as.is_none()) {
-            s.run_as = Some(user.clone());
+        if let (Some(s), Some(u)) = (s.as_mut().filter(|s| s.run_as.is_none()), &user) {
+            s.run_as = Some(u.clone());
         }
     };
     for vs in &mut config.virtual_servers {
@@ -801,6 +804,7 @@ pub fn resolve_script_users(config: &mut Config) {
             for c in &mut rs.checkers {
                 if let Check::Misc(m) = &mut c.check {
                     default(&mut m.misc_path);
+                    m.script_security = security;
                 }
             }
         }
