@@ -362,13 +362,19 @@ impl Daemon {
                 let what = addr.socket().to_string();
                 match (before.contains(&addr), lost.contains(&addr)) {
                     (false, true) => {
-                        warn!("virtual server {what}: quorum {} lost", vs.quorum);
+                        warn!(
+                            "virtual server {what}: quorum lost: alive weight below {} - {} (quorum - hysteresis)",
+                            vs.quorum, vs.hysteresis
+                        );
                         if let Some(s) = &vs.quorum_down {
                             notify(s, &what, self.config.global.enable_script_security);
                         }
                     }
                     (true, false) => {
-                        info!("virtual server {what}: quorum {} back", vs.quorum);
+                        info!(
+                            "virtual server {what}: quorum back: alive weight at least {} + {} (quorum + hysteresis)",
+                            vs.quorum, vs.hysteresis
+                        );
                         if let Some(s) = &vs.quorum_up {
                             notify(s, &what, self.config.global.enable_script_security);
                         }
