@@ -200,3 +200,80 @@ async fn runs_as_script_user() {
     }
     assert_eq!(run_check(&c, rs()).await, CheckResult::ok());
 }
+
+/// notify_up/notify_down and the quorum scripts: the global `script_user`
+/// resolved by the config, then the same uid/gid switch as MISC_CHECK.
+#[tokio::test]
+async fn notify_scripts_run_as_the_global_script_user() {
+    let text = "global_defs {\n script_user nobody\n}\n\
+        virtual_server 10.0.0.1 80 {\n protocol TCP\n quorum_down /bin/qd\n quorum_up \"/bin/qu x\" root\n\
+        real_server 10.0.0.2 80 {\n notify_up /bin/up\n MISC_CHECK {\n misc_path /bin/m\n }\n }\n}\n";
+    let loaded = director::config::load_str(text, "t.conf", &Default::default());
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let vs = &loaded.config.virtual_servers[0];
+    let user = |s: &Option<director::config::Script>| s.as_ref().and_then(|s| s.run_as.as_ref()).map(|r| r.user.clone());
+    assert_eq!(user(&vs.quorum_down).as_deref(), Some("nobody"));
+    assert_eq!(user(&vs.quorum_up).as_deref(), Some("root"), "a script's own user wins");
+    assert_eq!(user(&vs.real_servers[0].notify_up).as_deref(), Some("nobody"));
+    let Check::Misc(m) = &vs.real_servers[0].checkers[0].check else { panic!() };
+    assert_eq!(user(&m.misc_path).as_deref(), Some("nobody"));
+
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: the uid switch is not tested");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let script = dir.path().join("notify.sh");
+    let out = dir.path().join("uid");
+    std::fs::write(&script, "#!/bin/sh\nid -u > \"$1\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let s = director::config::Script {
+        command: format!("{} {}", script.display(), out.display()),
+        argv: vec![script.display().to_string(), out.display().to_string()],
+        run_as: vs.real_servers[0].notify_up.as_ref().unwrap().run_as.clone(),
+    };
+    director::check::misc::spawn_detached(&s, false).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Ok(uid) = std::fs::read_to_string(&out)
+            && !uid.is_empty()
+        {
+            assert_eq!(uid.trim(), "65534");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the notify script never wrote its uid");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn script_security_refuses_root_scripts_others_could_change() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: skipped");
+        return;
+    }
+    use director::check::misc::{insecure, secure_script_ids};
+    assert_eq!(insecure("/bin/sh"), None);
+    assert_eq!(insecure("sh"), None, "found through PATH");
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("s.sh");
+    std::fs::write(&script, "#!/bin/sh\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    let why = insecure(script.to_str().unwrap()).expect("a world-writable script is insecure");
+    assert!(why.contains("writable"), "{why}");
+    let s = director::config::Script {
+        command: script.display().to_string(),
+        argv: vec![script.display().to_string()],
+        run_as: None,
+    };
+    let e = secure_script_ids(&s, true).unwrap_err();
+    assert!(e.contains("enable_script_security"), "{e}");
+    assert_eq!(secure_script_ids(&s, false), Ok(None), "without the option it runs");
+    // Run as another user, the path does not matter.
+    let nobody = director::config::Script {
+        run_as: Some(RunAs { user: "nobody".into(), group: None }),
+        ..s
+    };
+    assert!(secure_script_ids(&nobody, true).unwrap().is_some());
+}

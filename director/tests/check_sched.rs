@@ -155,3 +155,54 @@ async fn alpha_target_comes_up_and_misc_dynamic_weight_is_sent() {
 }
 
 
+#[tokio::test]
+async fn file_check_takes_the_server_down_and_up_as_the_file_changes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (state, weight) = (dir.path().join("state"), dir.path().join("weight"));
+    std::fs::write(&state, "0\n").unwrap();
+    // Through the config, as the daemon gets it: track_file blocks resolved
+    // into the FILE_CHECKs (one boolean, one dynamic weight).
+    let text = format!(
+        "track_file state {{\n file {}\n weight 0\n}}\ntrack_file weight {{\n file {}\n weight 2\n}}\n\
+         virtual_server 10.0.0.100 80 {{\n protocol TCP\n delay_loop 1\n\
+         real_server 127.0.0.1 80 {{\n weight 5\n FILE_CHECK {{\n track_file state\n }}\n }}\n\
+         real_server 127.0.0.2 80 {{\n weight 5\n FILE_CHECK {{\n track_file weight\n dynamic\n }}\n }}\n}}\n",
+        state.display(),
+        weight.display()
+    );
+    let loaded = director::config::load_str(&text, "t.conf", &Default::default());
+    assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+    let targets = director::check::targets_from_config(&loaded.config);
+    assert_eq!(targets.len(), 2);
+    // A FILE_CHECK naming an undefined track_file is ignored, as keepalived.
+    let undefined = text.replace("track_file state\n }", "track_file nosuch\n }");
+    let loaded2 = director::config::load_str(&undefined, "t.conf", &Default::default());
+    assert!(!loaded2.has_errors(), "{:?}", loaded2.diagnostics);
+    assert_eq!(director::check::targets_from_config(&loaded2.config).len(), 1);
+    let (tx, mut rx) = mpsc::channel(16);
+    let mut checks = Checks::new(tx, 3);
+    checks.set_targets(targets);
+    // Read at once, 0: up, nothing to say. The missing weight file reads
+    // 0 as well: 5 + 0 × 2, which is reported once as its weight.
+    let tr = next(&mut rx, Duration::from_secs(3)).await;
+    assert_eq!((tr.key.rs.ip().to_string(), tr.change, tr.weight), ("127.0.0.2".into(), Change::Weight, Some(5)));
+
+    // Non-zero with weight 0: down within one re-read (1 s), with the reason.
+    let t = Instant::now();
+    std::fs::write(&state, "1\n").unwrap();
+    let tr = next(&mut rx, Duration::from_secs(3)).await;
+    assert_eq!((tr.key.rs.ip().to_string(), tr.change, tr.alive), ("127.0.0.1".into(), Change::Down, false));
+    assert_eq!(tr.reason, format!("FILE_CHECK state ({}) value 1, expected 0", state.display()));
+    assert!(t.elapsed() < Duration::from_millis(1500), "{:?}", t.elapsed());
+    // Deleted: reads 0, up again.
+    std::fs::remove_file(&state).unwrap();
+    let tr = next(&mut rx, Duration::from_secs(3)).await;
+    assert_eq!((tr.change, tr.alive), (Change::Up, true));
+    assert!(tr.reason.starts_with("FILE_CHECK state"), "{}", tr.reason);
+
+    // dynamic: 5 + 3 × 2.
+    std::fs::write(&weight, "3").unwrap();
+    let tr = next(&mut rx, Duration::from_secs(3)).await;
+    assert_eq!((tr.key.rs.ip().to_string(), tr.change, tr.weight), ("127.0.0.2".into(), Change::Weight, Some(11)));
+    checks.shutdown().await;
+}

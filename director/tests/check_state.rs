@@ -289,3 +289,53 @@ fn reload_keeps_unchanged_checkers_state() {
     let sc = st.update(&[c], false, s(3.0), &mut || 0.0).unwrap();
     assert_eq!(sc.change, Change::Up);
 }
+
+/// Every checker kind's transitions carry a reason that names the checker
+/// and what it found (the line the scheduler logs for the state change).
+#[test]
+fn every_checker_kind_names_itself_in_its_reasons() {
+    use director::config::{DnsCheck, FileCheck, SmtpCheck, UdpCheck};
+    let cases: Vec<(Check, &str)> = vec![
+        (Check::Tcp, "TCP_CHECK 10.0.0.11:80 connect failed: timed out"),
+        (Check::Http(http(vec![url("/")])), "HTTP_GET http://10.0.0.11:80/ status 500, expected 200-299"),
+        (Check::Ssl(http(vec![url("/")])), "SSL_GET https://10.0.0.11:80/ status 500, expected 200-299"),
+        (misc("exit 1", false, None).check, "MISC_CHECK `exit 1` exited with status 1"),
+        (Check::Smtp(SmtpCheck { helo_name: None }), "SMTP_CHECK 10.0.0.11:80 timed out after 5s"),
+        (
+            Check::Dns(DnsCheck { query_type: "A".into(), name: "x.test".into() }),
+            "DNS_CHECK 10.0.0.11:80 A x.test rcode 3",
+        ),
+        (
+            Check::Udp(UdpCheck {
+                payload: None,
+                require_reply: false,
+                reply_pattern: None,
+                min_reply_length: 0,
+                max_reply_length: 255,
+            }),
+            "UDP_CHECK 10.0.0.11:80 port unreachable",
+        ),
+        (Check::Ping, "PING_CHECK 10.0.0.11 no echo reply within 5s"),
+        (
+            Check::File(FileCheck {
+                track_file: "f".into(),
+                dynamic: false,
+                weight: Some(0),
+                reverse: false,
+                file: Some("/run/f".into()),
+                base_weight: 1,
+            }),
+            "FILE_CHECK f (/run/f) value 1, expected 0",
+        ),
+    ];
+    for (check, down) in cases {
+        let mut c = checker(check);
+        c.common.retry = 0;
+        let name = director::check::state::describe(&c, rs());
+        let why = down.strip_prefix(name.as_str()).expect(down).trim_start_matches(' ');
+        let mut st = RealServerState::new(rs(), &[c], false, Duration::ZERO, &mut zero());
+        let (_, changes) = drive(&mut st, 2, |n| if n == 0 { CheckResult::fail(why) } else { CheckResult::ok() });
+        let reasons: Vec<(Change, String)> = changes.into_iter().map(|(_, c, r)| (c, r)).collect();
+        assert_eq!(reasons, [(Change::Down, down.to_string()), (Change::Up, format!("{name} succeeded"))]);
+    }
+}

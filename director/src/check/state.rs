@@ -395,7 +395,10 @@ pub fn describe(c: &Checker, rs: SocketAddr) -> String {
         Check::Dns(d) => format!("DNS_CHECK {addr} {} {}", d.query_type, d.name),
         Check::Udp(_) => format!("UDP_CHECK {addr}"),
         Check::Ping => format!("PING_CHECK {ip}"),
-        Check::File(f) => format!("FILE_CHECK {}", f.track_file),
+        Check::File(f) => match &f.file {
+            Some(path) => format!("FILE_CHECK {} ({path})", f.track_file),
+            None => format!("FILE_CHECK {}", f.track_file),
+        },
     }
 }
 

@@ -235,6 +235,27 @@ mod tests {
     }
 
     #[test]
+    fn file_check_resolves_its_track_file_defined_later() {
+        let text = "virtual_server 10.0.0.1 80 {\n protocol TCP\n real_server 10.0.0.2 80 {\n weight 5\n  FILE_CHECK {\n   track_file up\n  }\n  FILE_CHECK {\n   track_file up\n   weight 3 reverse\n  }\n }\n}\ntrack_file up {\n file /run/up\n weight 0 reverse\n}\n";
+        let l = load(text);
+        assert_eq!(messages(&l), Vec::<String>::new());
+        let rs = &l.config.virtual_servers[0].real_servers[0];
+        let files: Vec<(Option<String>, Option<i32>, bool, u32)> = rs
+            .checkers
+            .iter()
+            .map(|c| match &c.check {
+                Check::File(f) => (f.file.clone(), f.weight, f.reverse, f.base_weight),
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        let path = Some("/run/up".to_string());
+        assert_eq!(files, [(path.clone(), Some(0), true, 5), (path, Some(3), true, 5)]);
+        let c = &rs.checkers[0].common;
+        assert_eq!((c.retry, c.alpha, c.warmup), (0, false, Some(Duration::ZERO)));
+        assert_eq!(c.delay_loop, Duration::from_secs(1));
+    }
+
+    #[test]
     fn checker_inheritance() {
         let text = MINIMAL_VS
             .replace(

@@ -588,6 +588,8 @@ pub struct MiscCheck {
     #[serde(serialize_with = "opt_secs")]
     pub misc_timeout: Option<Duration>,
     pub misc_dynamic: bool,
+    /// The global `enable_script_security`, resolved into the checker.
+    pub script_security: bool,
 }
 
 /// SMTP_CHECK options.
@@ -615,13 +617,19 @@ pub struct UdpCheck {
     pub max_reply_length: u32,
 }
 
-/// FILE_CHECK options.
+/// FILE_CHECK options. Once the whole config is built, the named
+/// `track_file` block is resolved into it: `file`, and `weight`/`reverse`
+/// when FILE_CHECK sets no (or a zero) weight, as keepalived does.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FileCheck {
     pub track_file: String,
     pub dynamic: bool,
     pub weight: Option<i32>,
     pub reverse: bool,
+    /// The `file` of the `track_file` block (None: the block is missing).
+    pub file: Option<String>,
+    /// The real server's configured weight, the base `dynamic` adds to.
+    pub base_weight: u32,
 }
 
 fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {

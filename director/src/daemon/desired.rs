@@ -38,15 +38,23 @@ pub struct Skipped {
     pub why: String,
 }
 
-/// The desired state, and what had to be left out of it.
+/// Services whose alive real servers weigh too little: they lost their
+/// `quorum` (and their sorry server, if any, took over).
+pub type QuorumLost = std::collections::BTreeSet<ServiceAddr>;
+
+/// The desired state, what had to be left out of it, and the services
+/// without quorum. `lost_before` is the previous apply's set (None at
+/// start-up), which `hysteresis` needs.
 pub fn build(
     config: &Config,
     admin: &AdminOverrides,
     health: &HealthMap,
+    lost_before: Option<&QuorumLost>,
     next_hop: &dyn Fn(IpAddr) -> Option<NextHop>,
-) -> (DesiredState, Vec<Skipped>) {
+) -> (DesiredState, Vec<Skipped>, QuorumLost) {
     let mut skipped = Vec::new();
     let mut services = Vec::new();
+    let mut lost = QuorumLost::new();
     for vs in &config.virtual_servers {
         let Some(addr) = service_addr(vs) else {
             skipped.push(Skipped {
@@ -87,10 +95,14 @@ pub fn build(
                 None
             }
         });
-        // Quorum lost: the sorry server takes every new connection, as
-        // keepalived swaps it in; it gives way when the quorum returns.
-        if alive_weight < u64::from(vs.quorum) && sorry.is_some() {
-            reals.clear();
+        let held_before = lost_before.map(|l| !l.contains(&addr));
+        if !quorum_held(held_before, alive_weight, vs.quorum, vs.hysteresis) {
+            lost.insert(addr);
+            // The sorry server takes every new connection, as keepalived
+            // swaps it in; it gives way when the quorum returns.
+            if sorry.is_some() {
+                reals.clear();
+            }
         }
         let persistence = vs.persistence_timeout.map(|secs| Persistence {
             timeout: Duration::from_secs(u64::from(secs)),
@@ -98,7 +110,20 @@ pub fn build(
         });
         services.push(ServiceSpec { addr, sched: vs.lvs_sched.clone(), persistence, reals, sorry });
     }
-    (DesiredState { services }, skipped)
+    (DesiredState { services }, skipped, lost)
+}
+
+/// Whether a service holds its quorum, as keepalived's
+/// `update_quorum_state`: with quorum held, it is lost when the alive
+/// weight drops below `quorum - hysteresis`; without, it is regained at
+/// `quorum + hysteresis`. At start-up (`held_before` None) it is held from
+/// `quorum + hysteresis` up.
+pub fn quorum_held(held_before: Option<bool>, alive: u64, quorum: u32, hysteresis: u32) -> bool {
+    let (q, h) = (u64::from(quorum), u64::from(hysteresis));
+    match held_before {
+        Some(true) => alive >= q.saturating_sub(h),
+        Some(false) | None => alive >= q + h,
+    }
 }
 
 /// The weight the data plane uses: the operator's decision, else the
@@ -111,23 +136,6 @@ pub fn effective_weight(admin: Option<&AdminState>, configured: u32) -> u32 {
     }
 }
 
-/// The services whose alive real servers weigh less than their `quorum`
-/// (with the sorry server in, their pool is empty).
-pub fn quorum_lost(config: &Config, state: &DesiredState) -> std::collections::BTreeSet<ServiceAddr> {
-    config
-        .virtual_servers
-        .iter()
-        .filter_map(|vs| {
-            let addr = service_addr(vs)?;
-            let alive: u64 = state
-                .services
-                .iter()
-                .find(|s| s.addr == addr)
-                .map_or(0, |s| s.reals.iter().map(|r| u64::from(r.weight)).sum());
-            (alive < u64::from(vs.quorum)).then_some(addr)
-        })
-        .collect()
-}
 
 pub fn service_addr(vs: &VirtualServer) -> Option<ServiceAddr> {
     let proto = match vs.protocol {
@@ -197,7 +205,7 @@ virtual_server fwmark 7 {
 
     #[test]
     fn services_reals_weights_and_persistence_come_from_the_config() {
-        let (state, skipped) = build(&config(), &AdminOverrides::new(), &HealthMap::new(), &hop);
+        let (state, skipped, _) = build(&config(), &AdminOverrides::new(), &HealthMap::new(), None, &hop);
         assert_eq!(state.services.len(), 1);
         let s = &state.services[0];
         assert_eq!(s.addr, ServiceAddr { vip: "192.168.122.100".parse().unwrap(), port: 80, proto: Proto::Tcp });
@@ -221,7 +229,7 @@ virtual_server fwmark 7 {
         let mut admin = AdminOverrides::new();
         admin.insert((addr, ("192.168.122.10".parse().unwrap(), 80)), AdminState::Disabled);
         admin.insert((addr, ("192.168.122.20".parse().unwrap(), 80)), AdminState::Weight(7));
-        let (state, _) = build(&config, &admin, &HealthMap::new(), &hop);
+        let (state, _, _) = build(&config, &admin, &HealthMap::new(), None, &hop);
         let weights: Vec<u32> = state.services[0].reals.iter().map(|r| r.weight).collect();
         assert_eq!(weights, [0, 7]);
     }
@@ -234,16 +242,70 @@ virtual_server fwmark 7 {
         let mut health = HealthMap::new();
         health.insert((vs.clone(), at("192.168.122.10")), Health { alive: false, weight: None });
         health.insert((vs.clone(), at("192.168.122.20")), Health { alive: true, weight: Some(9) });
-        let (state, _) = build(&config, &AdminOverrides::new(), &health, &hop);
+        let (state, _, lost) = build(&config, &AdminOverrides::new(), &health, None, &hop);
+        assert!(lost.is_empty());
         let weights: Vec<(String, u32)> = state.services[0].reals.iter().map(|r| (r.addr.to_string(), r.weight)).collect();
         assert_eq!(weights, [("192.168.122.20".into(), 9)], "down server out, misc_dynamic weight in");
         // Both down: below quorum 1, so only the sorry server remains.
         health.insert((vs, at("192.168.122.20")), Health { alive: false, weight: None });
-        let (state, _) = build(&config, &AdminOverrides::new(), &health, &hop);
+        let (state, _, lost) = build(&config, &AdminOverrides::new(), &health, Some(&lost), &hop);
         assert!(state.services[0].reals.is_empty());
         assert!(state.services[0].sorry.is_some());
-        assert_eq!(quorum_lost(&config, &state).len(), 1, "quorum_down is due");
-        let (healthy, _) = build(&config, &AdminOverrides::new(), &HealthMap::new(), &hop);
-        assert!(quorum_lost(&config, &healthy).is_empty());
+        assert_eq!(lost.len(), 1, "quorum_down is due");
+        let (_, _, lost) = build(&config, &AdminOverrides::new(), &HealthMap::new(), Some(&lost), &hop);
+        assert!(lost.is_empty());
+    }
+
+    #[test]
+    fn hysteresis_lost_below_quorum_minus_h_regained_at_quorum_plus_h() {
+        // quorum 5, hysteresis 2: lost below 3, regained from 7.
+        let held = |before, alive| quorum_held(before, alive, 5, 2);
+        assert!(held(None, 7) && !held(None, 6), "start-up needs quorum + hysteresis");
+        assert!(held(Some(true), 3) && !held(Some(true), 2));
+        assert!(!held(Some(false), 6) && held(Some(false), 7));
+        // A flapping weight between 3 and 6 changes nothing either way.
+        for w in 3..=6 {
+            assert!(held(Some(true), w));
+            assert!(!held(Some(false), w));
+        }
+        // hysteresis above quorum: never lost while held.
+        assert!(quorum_held(Some(true), 0, 1, 3));
+        assert!(quorum_held(Some(true), 1, 1, 0) && !quorum_held(Some(true), 0, 1, 0));
+    }
+
+    #[test]
+    fn hysteresis_keeps_the_sorry_server_until_quorum_plus_h() {
+        let config = load_str(
+            &CONF.replace("persistence_timeout 50", "persistence_timeout 50\n    quorum 3\n    hysteresis 1"),
+            "t.conf",
+            &LoadOptions::default(),
+        )
+        .config;
+        let vs = config.virtual_servers[0].key.clone();
+        let at = |ip: &str| std::net::SocketAddr::new(ip.parse().unwrap(), 80);
+        let down = Health { alive: false, weight: None };
+        let mut health = HealthMap::new();
+        // Alive weight 4 (1 + 3) >= 3 + 1: held from the start.
+        let (_, _, lost) = build(&config, &AdminOverrides::new(), &health, None, &hop);
+        assert!(lost.is_empty());
+        // 3 left: >= 3 - 1, still held.
+        health.insert((vs.clone(), at("192.168.122.10")), down);
+        let (state, _, lost) = build(&config, &AdminOverrides::new(), &health, Some(&lost), &hop);
+        assert!(lost.is_empty() && state.services[0].reals.len() == 1);
+        // 1 left: below 2, lost; the sorry server alone.
+        health.insert((vs.clone(), at("192.168.122.20")), Health { alive: true, weight: Some(1) });
+        let (state, _, lost) = build(&config, &AdminOverrides::new(), &health, Some(&lost), &hop);
+        assert_eq!(lost.len(), 1);
+        assert!(state.services[0].reals.is_empty());
+        // Back to 3: not yet 3 + 1, still lost.
+        health.remove(&(vs.clone(), at("192.168.122.20")));
+        let (state, _, lost) = build(&config, &AdminOverrides::new(), &health, Some(&lost), &hop);
+        assert_eq!(lost.len(), 1);
+        assert!(state.services[0].reals.is_empty());
+        // 4: regained, the real servers are back.
+        health.clear();
+        let (state, _, lost) = build(&config, &AdminOverrides::new(), &health, Some(&lost), &hop);
+        assert!(lost.is_empty());
+        assert_eq!(state.services[0].reals.len(), 2);
     }
 }

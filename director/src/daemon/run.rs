@@ -78,7 +78,7 @@ pub struct Daemon {
     mailer: Option<Mailer>,
     /// Services whose alive weight is below their `quorum`; None until the
     /// first apply, so start-up itself runs no quorum script.
-    quorum_lost: Option<BTreeSet<crate::state::ServiceAddr>>,
+    quorum_lost: Option<desired::QuorumLost>,
     pub(super) health: HealthMap,
 }
 
@@ -336,7 +336,7 @@ impl Daemon {
             });
             if let Some((vs, rs)) = found {
                 if let Some(script) = if t.alive { rs.notify_up.as_ref() } else { rs.notify_down.as_ref() } {
-                    notify(script, &t.key.to_string());
+                    notify(script, &t.key.to_string(), self.config.global.enable_script_security);
                 }
                 if let Some(mailer) = self.mailer.clone().filter(|_| alert::wanted(&self.config, vs, rs)) {
                     let subject = mailer.realserver_subject(&t.key.rs.to_string(), &t.key.vs.to_string(), t.alive);
@@ -352,13 +352,14 @@ impl Daemon {
 
     fn apply(&mut self) -> Result<()> {
         let hops = &self.hops;
-        let (state, skipped) = desired::build(&self.config, &self.admin, &self.health, &|ip| hops.get(&ip).copied());
+        let (state, skipped, lost) =
+            desired::build(&self.config, &self.admin, &self.health, self.quorum_lost.as_ref(), &|ip| hops.get(&ip).copied());
         let now: BTreeSet<String> = skipped.iter().map(|s| format!("{}: {}", s.what, s.why)).collect();
         for line in now.difference(&self.reported) {
             warn!("not forwarding to {line}");
         }
         self.reported = now;
-        self.track_quorum(&state);
+        self.track_quorum(lost);
         if state == self.desired {
             return Ok(());
         }
@@ -379,25 +380,30 @@ impl Daemon {
         Ok(())
     }
 
-    /// Runs quorum_up / quorum_down when a service's alive weight crosses
-    /// its `quorum`, as keepalived does.
-    fn track_quorum(&mut self, state: &DesiredState) {
-        let lost = desired::quorum_lost(&self.config, state);
+    /// Runs quorum_up / quorum_down when a service loses or regains its
+    /// `quorum` (with `hysteresis`), as keepalived does.
+    fn track_quorum(&mut self, lost: desired::QuorumLost) {
         if let Some(before) = &self.quorum_lost {
             for vs in &self.config.virtual_servers {
                 let Some(addr) = desired::service_addr(vs) else { continue };
                 let what = addr.socket().to_string();
                 match (before.contains(&addr), lost.contains(&addr)) {
                     (false, true) => {
-                        warn!("virtual server {what}: quorum {} lost", vs.quorum);
+                        warn!(
+                            "virtual server {what}: quorum lost: alive weight below {} - {} (quorum - hysteresis)",
+                            vs.quorum, vs.hysteresis
+                        );
                         if let Some(s) = &vs.quorum_down {
-                            notify(s, &what);
+                            notify(s, &what, self.config.global.enable_script_security);
                         }
                     }
                     (true, false) => {
-                        info!("virtual server {what}: quorum {} back", vs.quorum);
+                        info!(
+                            "virtual server {what}: quorum back: alive weight at least {} + {} (quorum + hysteresis)",
+                            vs.quorum, vs.hysteresis
+                        );
                         if let Some(s) = &vs.quorum_up {
-                            notify(s, &what);
+                            notify(s, &what, self.config.global.enable_script_security);
                         }
                     }
                     _ => {}
@@ -471,18 +477,10 @@ impl Daemon {
 }
 
 
-/// Runs a notify_up/notify_down script without waiting for it; keepalived
-/// runs these the same way (fire and forget, its exit status ignored).
-fn notify(script: &Script, what: &str) {
-    let Some((program, args)) = script.argv.split_first() else { return };
-    let mut cmd = tokio::process::Command::new(program);
-    cmd.args(args).kill_on_drop(false);
-    match cmd.spawn() {
-        Ok(mut child) => {
-            tokio::spawn(async move {
-                let _ = child.wait().await;
-            });
-        }
-        Err(e) => warn!("{what}: notify script {}: {e}", script.command),
+/// Runs a notify_up/notify_down/quorum script as its user (see
+/// `check::misc::spawn_detached`) without waiting for it, as keepalived.
+fn notify(script: &Script, what: &str, script_security: bool) {
+    if let Err(e) = check::misc::spawn_detached(script, script_security) {
+        warn!("{what}: notify script {}: {e}", script.command);
     }
 }

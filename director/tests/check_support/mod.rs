@@ -1,6 +1,8 @@
 //! Helpers shared by the check_* tests.
 #![allow(dead_code)]
 
+pub mod real;
+
 use std::time::Duration;
 
 use director::config::{Check, CheckCommon, Checker, HttpCheck, MiscCheck, Script, Url};
@@ -61,6 +63,7 @@ pub fn misc(cmd: &str, dynamic: bool, timeout: Option<Duration>) -> Checker {
         }),
         misc_timeout: timeout,
         misc_dynamic: dynamic,
+        script_security: false,
     }));
     c.common.retry = 0;
     c

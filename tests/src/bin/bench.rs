@@ -182,13 +182,14 @@ fn listen(n: usize) -> Result<()> {
 /// never contacted); every TCP_CHECK has `connect_ip 127.0.0.1` and the
 /// `connect_port` of one of 100 listeners of a child process (round-robin),
 /// so the accepting side's CPU is not ours, and 100 destination ports keep
-/// the loopback 4-tuples (10,000 connects a second, TIME_WAIT on our side)
-/// far from the ephemeral-port limit.
+/// the loopback 4-tuples (10,000 connects a second) far from the
+/// ephemeral-port limit, should a checker leave TIME_WAITs (TCP_CHECK
+/// resets its connections, so it leaves none).
 ///
 /// 2 s warm-up (the warmup spread is 1 s), then 5 s measured:
 /// - cpu_pct: getrusage(RUSAGE_SELF) user+sys over the window / wall time,
 ///   in percent of one core. Our connects' kernel loopback TCP work
-///   (handshake, FIN, also part of the listener side's softirq work that
+///   (handshake, RST, also part of the listener side's softirq work that
 ///   runs in our context) counts as our sys time.
 /// - p99_late_ms: p99 of `check start - due time` over the window, from
 ///   the scheduler's `LatenessStats` (0.1 ms buckets).

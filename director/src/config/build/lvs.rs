@@ -10,7 +10,8 @@ use crate::config::diag::Pos;
 use crate::config::keywords::{self, CheckerKind, Ctx};
 use crate::config::model::{
     Check, CheckCommon, Checker, Config, DnsCheck, Family, FileCheck, HttpCheck, LvsMethod,
-    MiscCheck, Protocol, RealServer, SmtpCheck, SorryServer, Tunnel, TunnelKind, UdpCheck, Url,
+    MiscCheck, Protocol, RealServer, Script, SmtpCheck, SorryServer, Tunnel, TunnelKind, UdpCheck,
+    Url,
     VirtualServer, VirtualServerGroup, VsGroupEntry, VsKey,
 };
 use crate::config::parser::Node;
@@ -589,6 +590,7 @@ fn checker(cx: &mut Cx, kind: CheckerKind, node: &Node, rs_inh: &Inherit) -> Che
         misc_path: None,
         misc_timeout: None,
         misc_dynamic: false,
+        script_security: false,
     };
     let mut misc_user = None;
     let mut smtp = SmtpCheck::default();
@@ -608,6 +610,8 @@ fn checker(cx: &mut Cx, kind: CheckerKind, node: &Node, rs_inh: &Inherit) -> Che
         dynamic: false,
         weight: None,
         reverse: false,
+        file: None,
+        base_weight: 0,
     };
     for n in cx.body(node) {
         let Some(kw) = cx.keyword(ctx, n) else {
@@ -723,7 +727,7 @@ fn checker(cx: &mut Cx, kind: CheckerKind, node: &Node, rs_inh: &Inherit) -> Che
     c.alpha = inh.alpha.unwrap_or(false);
     c.retry = inh.retry.unwrap_or(match kind {
         CheckerKind::Dns => 3,
-        CheckerKind::Misc => 0,
+        CheckerKind::Misc | CheckerKind::File => 0,
         _ => 1,
     });
     c.delay_before_retry = inh.delay_before_retry.unwrap_or(match kind {
@@ -763,6 +767,12 @@ fn checker(cx: &mut Cx, kind: CheckerKind, node: &Node, rs_inh: &Inherit) -> Che
         CheckerKind::Dns => Check::Dns(dns),
         CheckerKind::Udp => Check::Udp(udp),
         CheckerKind::File => {
+            // keepalived reads the file at start-up (no alpha, no warmup)
+            // and reacts to changes at once through inotify; we re-read it
+            // every second at most.
+            c.alpha = false;
+            c.warmup = Some(Duration::ZERO);
+            c.delay_loop = c.delay_loop.min(Duration::from_secs(1));
             if file.track_file.is_empty() {
                 cx.diags
                     .error(&node.pos, "`FILE_CHECK` has no `track_file` to watch");
@@ -771,6 +781,56 @@ fn checker(cx: &mut Cx, kind: CheckerKind, node: &Node, rs_inh: &Inherit) -> Che
         }
     };
     Checker { common: c, check }
+}
+
+/// Gives the LVS scripts that name no user (MISC_CHECK `misc_path`,
+/// notify_up/notify_down, quorum_up/quorum_down) the global `script_user`,
+/// as keepalived runs them.
+/// MISC_CHECKs also get `enable_script_security`.
+pub fn resolve_script_users(config: &mut Config) {
+    let security = config.global.enable_script_security;
+    let user = config.global.script_user.clone();
+    let default = |s: &mut Option<Script>| {
+        if let (Some(s), Some(u)) = (s.as_mut().filter(|s| s.run_as.is_none()), &user) {
+            s.run_as = Some(u.clone());
+        }
+    };
+    for vs in &mut config.virtual_servers {
+        default(&mut vs.quorum_up);
+        default(&mut vs.quorum_down);
+        for rs in &mut vs.real_servers {
+            default(&mut rs.notify_up);
+            default(&mut rs.notify_down);
+            for c in &mut rs.checkers {
+                if let Check::Misc(m) = &mut c.check {
+                    default(&mut m.misc_path);
+                    m.script_security = security;
+                }
+            }
+        }
+    }
+}
+
+/// Resolves every FILE_CHECK's `track_file` block (which may come later in
+/// the file): its path, and its weight when the checker sets none or 0, as
+/// keepalived's `file_end_handler`. An unknown name is reported by
+/// `validate`; such a checker keeps `file: None` and fails when run.
+pub fn resolve_file_checks(config: &mut Config) {
+    let files = &config.track_files;
+    for vs in &mut config.virtual_servers {
+        for rs in &mut vs.real_servers {
+            for c in &mut rs.checkers {
+                let Check::File(f) = &mut c.check else { continue };
+                f.base_weight = rs.weight;
+                let Some(t) = files.iter().find(|t| t.name == f.track_file) else { continue };
+                f.file = t.file.clone();
+                if f.weight.unwrap_or(0) == 0 {
+                    f.weight = Some(t.weight);
+                    f.reverse = t.reverse;
+                }
+            }
+        }
+    }
 }
 
 /// `url { path P; digest D; status_code ...; virtualhost H; regex R }`.

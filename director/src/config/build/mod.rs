@@ -37,6 +37,8 @@ pub fn build(nodes: &[Node], diags: &mut Diags) -> (Config, Refs) {
     for node in nodes.iter().filter(|n| n.keyword != "global_defs") {
         top_level(&mut cx, node, &mut names, &mut config);
     }
+    lvs::resolve_file_checks(&mut config);
+    lvs::resolve_script_users(&mut config);
     (config, cx.refs)
 }
 
