@@ -395,6 +395,13 @@ impl Node {
         Ok(())
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the node's whole process group:
+    /// a daemon starved of CPU, to the extreme.
+    pub fn freeze(&self, frozen: bool) -> Result<()> {
+        let pid = self.pid().context("not running")?;
+        signal(-pid, if frozen { libc::SIGSTOP } else { libc::SIGCONT })
+    }
+
     /// `directorctl --socket SOCK ARGS`.
     pub fn ctl(&self, args: &[&str]) -> Result<Output> {
         ensure!(self.kind == Kind::Director, "{} is not a director", self.name);

@@ -341,7 +341,11 @@ impl Driver {
         loop {
             let at = |d: Option<Duration>| d.map(|d| tokio::time::Instant::from_std(self.start + d));
             let (timer, garp_timer) = (sleep_until(at(self.fsm.next_deadline())), sleep_until(at(self.garp.as_ref().and_then(|g| g.next).map(|b| b.at))));
+            // Received adverts first: after a stall (the daemon starved or
+            // stopped) the queued adverts must be read before an expired
+            // Master_Down_Timer is believed.
             tokio::select! {
+                biased;
                 got = sock.recv(&mut buf) => match got {
                     Ok(rx) => {
                         let (payload, meta) = (rx.payload.to_vec(), rx.meta);
@@ -352,12 +356,6 @@ impl Driver {
                         tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 },
-                () = timer => {
-                    if !self.master_alive_per_xdp() {
-                        self.input(&sock, Input::Timer).await;
-                    }
-                }
-                () = garp_timer => self.announce(),
                 cmd = rx.recv() => match cmd {
                     Some(Command::Track(p)) => self.on_track(&sock, p).await,
                     Some(Command::Sync(SyncCmd::Master)) => self.input(&sock, Input::SyncMaster).await,
@@ -386,6 +384,12 @@ impl Driver {
                     }
                     None => return,
                 },
+                () = timer => {
+                    if !self.master_alive_per_xdp() {
+                        self.input(&sock, Input::Timer).await;
+                    }
+                }
+                () = garp_timer => self.announce(),
             }
         }
     }
