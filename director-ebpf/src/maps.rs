@@ -7,8 +7,8 @@ use aya_ebpf::{
 };
 use director_common::{
     lb::{
-        Conn, DEFAULT_MAX_CONNS, DEFAULT_RING_SIZE, FlowKey, MAX_REALS, MAX_SERVICE_KEYS,
-        MAX_SERVICES, Persist, PersistKey, Real, Service, ServiceKey, TrafficCounter,
+        Conn, DEFAULT_MAX_CONNS, DEFAULT_RING_SIZE, FlowKey, LocalMacs, MAX_LOCAL_IFINDEX, MAX_REALS,
+        MAX_SERVICE_KEYS, MAX_SERVICES, Persist, PersistKey, Real, Service, ServiceKey, TrafficCounter,
     },
     stats::{Counter, STATS_SLOTS},
     vrrp::{MAX_VRRP_KEYS, VrrpAdvert, VrrpInstance, VrrpKey},
@@ -60,6 +60,10 @@ pub static VRRP_INSTANCES: HashMap<VrrpKey, VrrpInstance> = HashMap::with_max_en
 /// The latest valid advert per instance; userspace reads it.
 #[map]
 pub static VRRP_ADVERTS: HashMap<VrrpKey, VrrpAdvert> = HashMap::with_max_entries(MAX_VRRP_KEYS, 0);
+
+/// Per ingress ifindex, the destination MACs we forward frames for.
+#[map]
+pub static LOCAL_MACS: Array<LocalMacs> = Array::with_max_entries(MAX_LOCAL_IFINDEX, 0);
 
 /// Slots per ring; userspace patches it at load time.
 #[unsafe(no_mangle)]

@@ -674,3 +674,43 @@ fn vrrp_passes_untouched_where_director_runs_no_vrrp() -> Result<()> {
     assert_eq!(vrrp_counts(&prog), before);
     Ok(())
 }
+
+// ---------------------------------------------------------------------------
+// Destination MAC filter: frames a switch floods to us (addressed to another
+// host, e.g. the dead VRRP master) are not forwarded a second time.
+
+#[test]
+fn service_traffic_for_another_hosts_mac_is_left_to_the_kernel() -> Result<()> {
+    let mut prog = load(&desired())?;
+    let other: Mac = [0x02, 0xab, 0, 0, 0, 9];
+    let vmac: Mac = [0x00, 0x00, 0x5e, 0x00, 0x01, 51];
+    let syn = |sport, dst_mac| frames::with_macs(&frames::tcp_syn(&seg("192.0.2.7", sport, "10.0.0.100", 80)), dst_mac, CLIENT_MAC);
+    // No entry for the interface: every MAC is accepted (as before the filter).
+    assert!(matches!(run_once(prog.program()?, &syn(41001, other))?.verdict, XDP_TX | XDP_REDIRECT));
+
+    prog.set_local_macs(SAME_IF, &[OUR_MAC, vmac])?;
+    let before = count(&prog, Reason::PassOtherHost);
+    let out = run_once(prog.program()?, &syn(41002, other))?;
+    assert_eq!(out.verdict, XDP_PASS, "a new flow to another host's MAC");
+    assert_eq!(out.output, syn(41002, other), "passed untouched");
+    // An established flow too: its first packet came to us, a later flooded one must not be forwarded.
+    send(&mut prog, &syn(41003, OUR_MAC))?;
+    assert_eq!(run_once(prog.program()?, &syn(41003, other))?.verdict, XDP_PASS, "an established flow's flooded frame");
+    assert_eq!(count(&prog, Reason::PassOtherHost), before + 2);
+    // Our MAC and the VMAC we are master of are forwarded.
+    send(&mut prog, &syn(41004, OUR_MAC))?;
+    send(&mut prog, &syn(41005, vmac))?;
+    // Non-service traffic is not looked at.
+    let other_ip = frames::with_macs(&frames::tcp_syn(&seg("192.0.2.7", 41006, "10.9.9.9", 80)), other, CLIENT_MAC);
+    let pass = count(&prog, Reason::PassNotService);
+    assert_eq!(run_once(prog.program()?, &other_ip)?.verdict, XDP_PASS);
+    assert_eq!(count(&prog, Reason::PassNotService), pass + 1);
+
+    // More MACs than the filter holds is an error naming the interface.
+    let err = prog.set_local_macs(SAME_IF, &[OUR_MAC; 5]).unwrap_err().to_string();
+    assert!(err.contains("ifindex 1") && err.contains("holds 4"), "{err}");
+    // Emptied: every MAC again.
+    prog.set_local_macs(SAME_IF, &[])?;
+    assert!(matches!(run_once(prog.program()?, &syn(41007, other))?.verdict, XDP_TX | XDP_REDIRECT));
+    Ok(())
+}

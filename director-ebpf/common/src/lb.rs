@@ -16,13 +16,15 @@ pub mod maps {
     pub const STATS: &str = "STATS";
     pub const SERVICE_STATS: &str = "SERVICE_STATS";
     pub const REAL_STATS: &str = "REAL_STATS";
+    pub const LOCAL_MACS: &str = "LOCAL_MACS";
 }
 
 /// Bumped whenever a map's key or value layout changes: pinned maps live
 /// under a directory named after it, so a daemon never adopts maps of
 /// another layout. A daemon finding an older layout takes over its XDP
 /// links (forwarding continues) but starts with fresh maps.
-/// 2: STATS got spare slots (`stats::STATS_SLOTS`); VRRP maps added.
+/// 2: STATS got spare slots (`stats::STATS_SLOTS`); VRRP maps and
+/// LOCAL_MACS added.
 pub const MAP_LAYOUT_VERSION: u32 = 2;
 
 /// Globals patched at load time (aya `EbpfLoader::set_global`).
@@ -206,7 +208,24 @@ const _: () = {
     assert!(size_of::<PersistKey>() == 20);
     assert!(size_of::<Persist>() == 16);
     assert!(size_of::<TrafficCounter>() == 24);
+    assert!(size_of::<LocalMacs>() == 28);
 };
+
+/// Interfaces the LOCAL_MACS array covers (by ifindex); frames arriving on
+/// a higher ifindex are not filtered by destination MAC.
+pub const MAX_LOCAL_IFINDEX: u32 = 4096;
+/// MACs per interface: its own and the VMACs of the VRRP instances it is master of.
+pub const MAX_LOCAL_MACS: usize = 4;
+
+/// The destination MACs a frame arriving on one interface must carry for
+/// the program to forward it; other frames (a switch flooding another
+/// host's traffic) go to the kernel, which drops them. `count` 0: no filter.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LocalMacs {
+    pub count: u32,
+    pub macs: [[u8; 6]; MAX_LOCAL_MACS],
+}
 
 #[cfg(feature = "user")]
 mod pod {
@@ -220,4 +239,5 @@ mod pod {
     unsafe impl aya::Pod for PersistKey {}
     unsafe impl aya::Pod for Persist {}
     unsafe impl aya::Pod for TrafficCounter {}
+    unsafe impl aya::Pod for LocalMacs {}
 }

@@ -59,6 +59,10 @@ pub enum Reason {
     DropVrrpLength,
     /// A VRRP advert for a VRID we do not run, on an interface where we run VRRP.
     DropVrrpUnknownVrid,
+    /// Traffic for a service in a frame addressed to another host's MAC (a
+    /// switch flooding it, e.g. after the VRRP master died): not ours to
+    /// forward; the kernel drops it.
+    PassOtherHost,
 }
 
 /// Slots in the STATS map: more than there are reasons, so that a new reason
@@ -66,7 +70,7 @@ pub enum Reason {
 pub const STATS_SLOTS: u32 = 64;
 
 impl Reason {
-    pub const COUNT: u32 = 24;
+    pub const COUNT: u32 = 25;
     pub const ALL: [Reason; Self::COUNT as usize] = [
         Reason::PassNotIp,
         Reason::PassNotService,
@@ -92,6 +96,7 @@ impl Reason {
         Reason::DropVrrpVersion,
         Reason::DropVrrpLength,
         Reason::DropVrrpUnknownVrid,
+        Reason::PassOtherHost,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -120,6 +125,7 @@ impl Reason {
             Reason::DropVrrpVersion => "drop_vrrp_version",
             Reason::DropVrrpLength => "drop_vrrp_length",
             Reason::DropVrrpUnknownVrid => "drop_vrrp_unknown_vrid",
+            Reason::PassOtherHost => "pass_other_host",
         }
     }
 

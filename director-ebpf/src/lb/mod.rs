@@ -7,8 +7,8 @@ mod schedule;
 use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
 use director_common::{
     lb::{
-        CONN_NAT_REPLY, Conn, FlowKey, PROTO_TCP, PROTO_UDP, REAL_PRESENT, REAL_QUIESCED, Real,
-        Service, ServiceKey,
+        CONN_NAT_REPLY, Conn, FlowKey, MAX_LOCAL_MACS, PROTO_TCP, PROTO_UDP, REAL_PRESENT, REAL_QUIESCED,
+        Real, Service, ServiceKey,
     },
     stats::Reason,
     vrrp::IPPROTO_VRRP,
@@ -16,9 +16,10 @@ use director_common::{
 
 use crate::{
     fwd,
-    maps::{CONNS, REALS, SERVICES, VIPS},
+    maps::{CONNS, LOCAL_MACS, REALS, SERVICES, VIPS},
     net::{
         Packet,
+        hdr::Eth,
         parse::{Parsed, is_icmp, parse, ports},
     },
     stats, vrrp,
@@ -69,6 +70,9 @@ pub fn process(ctx: &XdpContext) -> Verdict {
         // SAFETY: map values live as long as the program run.
         if let Some(c) = unsafe { CONNS.get(&p.key) } {
             if let Some(r) = pinned(c).filter(|r| !reused_towards_quiesced(&pkt, &p, r)) {
+                if !for_us(ctx, &pkt) {
+                    return Verdict::pass(Reason::PassOtherHost);
+                }
                 if c.kind == CONN_NAT_REPLY {
                     return fwd::nat::reply(ctx, &pkt, &p, c);
                 }
@@ -77,6 +81,9 @@ pub fn process(ctx: &XdpContext) -> Verdict {
             }
         }
         if let Some(svc) = find_service(&p.key) {
+            if !for_us(ctx, &pkt) {
+                return Verdict::pass(Reason::PassOtherHost);
+            }
             return new_flow(ctx, &pkt, &p, svc);
         }
         return Verdict::pass(Reason::PassNotService);
@@ -86,6 +93,9 @@ pub fn process(ctx: &XdpContext) -> Verdict {
     if !is_vip(&p.key) {
         return Verdict::pass(Reason::PassNotService);
     }
+    if !for_us(ctx, &pkt) {
+        return Verdict::pass(Reason::PassOtherHost);
+    }
     if let Some(reason) = p.irregular {
         return Verdict::drop(reason);
     }
@@ -93,6 +103,28 @@ pub fn process(ctx: &XdpContext) -> Verdict {
         return icmp::steer(ctx, &pkt, &p);
     }
     Verdict::pass(Reason::PassNotService)
+}
+
+/// Whether the frame is addressed to one of the ingress interface's MACs
+/// (LOCAL_MACS); an interface without entries accepts every MAC. Checked
+/// only once a frame is known to be service traffic.
+#[inline(always)]
+fn for_us(ctx: &XdpContext, pkt: &Packet) -> bool {
+    let Some(local) = LOCAL_MACS.get(ctx.ingress_ifindex() as u32) else { return true };
+    if local.count == 0 {
+        return true;
+    }
+    let Some(eth) = pkt.ptr::<Eth>(0) else { return false };
+    // SAFETY: `ptr` checked the header lies within the packet.
+    let dst = unsafe { (*eth).dst };
+    let mut i = 0;
+    while i < MAX_LOCAL_MACS {
+        if (i as u32) < local.count && local.macs[i] == dst {
+            return true;
+        }
+        i += 1;
+    }
+    false
 }
 
 /// The exact (VIP, port, proto) service, else the VIP's all-ports service.

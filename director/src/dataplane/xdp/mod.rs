@@ -21,8 +21,8 @@ use aya::{
 };
 use director_common::{
     lb::{
-        Conn, DEFAULT_MAX_CONNS, DEFAULT_RING_SIZE, FlowKey, MAP_LAYOUT_VERSION, MAX_SERVICES,
-        Persist, PersistKey, Real, Service, ServiceKey, TrafficCounter, globals, maps,
+        Conn, DEFAULT_MAX_CONNS, DEFAULT_RING_SIZE, FlowKey, LocalMacs, MAP_LAYOUT_VERSION, MAX_LOCAL_IFINDEX,
+        MAX_LOCAL_MACS, MAX_SERVICES, Persist, PersistKey, Real, Service, ServiceKey, TrafficCounter, globals, maps,
     },
     stats::{Counter, Reason},
     vrrp::{VrrpAdvert, VrrpInstance, VrrpKey, maps as vrrp_maps},
@@ -126,6 +126,7 @@ pub struct Maps {
     pub real_stats: PerCpuArray<MapData, TrafficCounter>,
     pub vrrp_instances: HashMap<MapData, VrrpKey, VrrpInstance>,
     pub vrrp_adverts: HashMap<MapData, VrrpKey, VrrpAdvert>,
+    pub local_macs: Array<MapData, LocalMacs>,
 }
 
 /// The loaded program and its maps. Dropping it detaches every link that
@@ -179,6 +180,7 @@ impl XdpProgram {
             real_stats: take(&mut ebpf, maps::REAL_STATS)?,
             vrrp_instances: take(&mut ebpf, vrrp_maps::VRRP_INSTANCES)?,
             vrrp_adverts: take(&mut ebpf, vrrp_maps::VRRP_ADVERTS)?,
+            local_macs: take(&mut ebpf, maps::LOCAL_MACS)?,
         };
         let applied = if adopted { Applied::adopt(&maps, opts.ring_size)? } else { Applied::new() };
         Ok(XdpProgram { ebpf, maps, ring_size: opts.ring_size, applied, pins, adopted })
@@ -220,7 +222,36 @@ impl XdpProgram {
     /// driver refuses. When pinning, a link a previous daemon left on the
     /// interface is taken over: the new program replaces the old one
     /// atomically, and no packet goes unprocessed.
+    /// Frames are then forwarded only when addressed to the interface's own
+    /// MAC (see [`XdpProgram::set_local_macs`]).
     pub fn attach(&mut self, iface: &str) -> Result<AttachMode, XdpError> {
+        let mode = self.attach_link(iface)?;
+        let (index, mac) = link_mac(iface)?;
+        self.set_local_macs(index, &[mac])?;
+        Ok(mode)
+    }
+
+    /// Which destination MACs frames arriving on `ifindex` must carry to be
+    /// forwarded (the interface's own, and the VMACs it is VRRP master of);
+    /// empty: every MAC. A switch flooding another host's frames (the dead
+    /// master's, say) then never gets them forwarded twice.
+    pub fn set_local_macs(&mut self, ifindex: u32, macs: &[[u8; 6]]) -> Result<(), XdpError> {
+        if ifindex >= MAX_LOCAL_IFINDEX {
+            tracing::warn!("ifindex {ifindex} is beyond the destination MAC filter ({MAX_LOCAL_IFINDEX}); frames on it are not filtered");
+            return Ok(());
+        }
+        if macs.len() > MAX_LOCAL_MACS {
+            return Err(XdpError::Invalid(format!(
+                "ifindex {ifindex}: {} destination MACs, the filter holds {MAX_LOCAL_MACS}",
+                macs.len()
+            )));
+        }
+        let mut v = LocalMacs { count: macs.len() as u32, ..Default::default() };
+        v.macs[..macs.len()].copy_from_slice(macs);
+        self.maps.local_macs.set(ifindex, v, 0).map_err(|source| XdpError::Map { name: maps::LOCAL_MACS, source })
+    }
+
+    fn attach_link(&mut self, iface: &str) -> Result<AttachMode, XdpError> {
         let Some(dir) = self.pins.clone() else { return self.attach_new(iface).map(|(mode, _)| mode) };
         // bpffs holds only pinned objects, so the mode lives in the name; and
         // one host may run daemons in several network namespaces, so the
@@ -496,4 +527,17 @@ where
 {
     let map = ebpf.take_map(name).ok_or(XdpError::Missing(name))?;
     T::try_from(map).map_err(|source| XdpError::Map { name, source })
+}
+
+/// An interface's index and MAC, from the current network namespace
+/// (getifaddrs, not /sys, which shows the namespace it was mounted in).
+pub fn link_mac(iface: &str) -> Result<(u32, [u8; 6]), XdpError> {
+    let err = |e: &dyn std::fmt::Display| XdpError::Invalid(format!("{iface}: {e}"));
+    let index = nix::net::if_::if_nametoindex(iface).map_err(|e| err(&e))?;
+    let mac = nix::ifaddrs::getifaddrs()
+        .map_err(|e| err(&e))?
+        .filter(|a| a.interface_name == iface)
+        .find_map(|a| a.address.as_ref().and_then(|s| s.as_link_addr()).and_then(|l| l.addr()))
+        .ok_or_else(|| err(&"no MAC address"))?;
+    Ok((index, mac))
 }
