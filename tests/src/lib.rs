@@ -5,3 +5,4 @@ pub mod fixture;
 pub mod frames;
 pub mod netns;
 pub mod topo;
+pub mod vm;

@@ -102,8 +102,12 @@ fn title(layout: Layout) -> &'static str {
 }
 
 fn service(out: &mut String, svc: &ServiceView, opts: &ListOptions, rates: Option<&Rates>) {
-    // "%-4s %s", protocol_name(se->protocol), vname
-    let name = format!("{:<4} {}", svc.proto, addrport(svc.vip, svc.port));
+    // "%-4s %s", protocol_name(se->protocol), vname; "FWM  %d" (" IPv6")
+    let name = match svc.fwmark {
+        Some(m) if svc.vip.is_ipv6() => format!("FWM  {m} IPv6"),
+        Some(m) => format!("FWM  {m}"),
+        None => format!("{:<4} {}", svc.proto, addrport(svc.vip, svc.port)),
+    };
     match opts.layout {
         Layout::Default => {
             // "%s %s", svc_name, se->sched_name; then " persistent %u"
@@ -112,6 +116,10 @@ fn service(out: &mut String, svc: &ServiceView, opts: &ListOptions, rates: Optio
             out.push_str(&svc.sched);
             if let Some(timeout) = svc.persistence_secs {
                 let _ = write!(out, " persistent {timeout}");
+                // " mask %s" (IPv4, inet_ntoa) / " mask %i" (IPv6 prefix)
+                if let Some(mask) = &svc.persistence_mask {
+                    let _ = write!(out, " mask {mask}");
+                }
             }
         }
         Layout::Stats => {
@@ -235,16 +243,18 @@ fn counters(t: &TrafficView) -> [u64; 5] {
     [t.conns, t.in_packets, t.out_packets, t.in_bytes, t.out_bytes]
 }
 
-/// ipvs_cmp_services: address family, protocol number, address, port.
+/// ipvs_cmp_services: fwmark (0 for address services), address family,
+/// protocol number, address, port.
 fn sorted_services(snapshot: &Snapshot) -> Vec<&ServiceView> {
     let mut services: Vec<&ServiceView> = snapshot.services.iter().collect();
     services.sort_by_key(|s| {
         let proto = match s.proto.as_str() {
             "TCP" => 6,
             "UDP" => 17,
+            "SCTP" => 132,
             _ => u8::MAX,
         };
-        (s.vip.is_ipv6(), proto, s.vip, s.port)
+        (s.fwmark.unwrap_or(0), s.vip.is_ipv6(), proto, s.vip, s.port)
     });
     services
 }
@@ -335,6 +345,8 @@ mod tests {
             port,
             sched: sched.into(),
             persistence_secs: None,
+            persistence_mask: None,
+            fwmark: None,
             reals,
             sorry: None,
             traffic: TrafficView::default(),

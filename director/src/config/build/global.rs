@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use super::{Cx, Parent};
 use crate::config::keywords::Ctx;
-use crate::config::model::{GlobalDefs, SmtpServer};
+use crate::config::model::{GlobalDefs, LvsTimeouts, SmtpServer};
 use crate::config::parser::Node;
 use crate::config::values;
 
@@ -16,6 +16,7 @@ pub fn global_defs(cx: &mut Cx, node: &Node, g: &mut GlobalDefs) {
         };
         match kw.as_ref() {
             "router_id" => g.router_id = cx.string(n).or(g.router_id.take()),
+            "lvs_timeouts" => lvs_timeouts(cx, n, &mut g.lvs_timeouts),
             "notification_email" => {
                 for e in cx.entries(n) {
                     cx.no_args(e, 0);
@@ -131,4 +132,29 @@ fn smtp_server(cx: &mut Cx, n: &Node) -> Option<SmtpServer> {
         host: host.text.clone(),
         port,
     })
+}
+
+/// `lvs_timeouts [tcp N] [tcpfin N] [udp N]`, seconds as keepalived takes them.
+fn lvs_timeouts(cx: &mut Cx, n: &Node, t: &mut LvsTimeouts) {
+    cx.no_block(n);
+    let mut args = n.args.iter();
+    while let Some(name) = args.next() {
+        let slot = match name.text.as_str() {
+            "tcp" => &mut t.tcp,
+            "tcpfin" => &mut t.tcpfin,
+            "udp" => &mut t.udp,
+            _ => {
+                cx.diags.error(&name.pos, format!("`lvs_timeouts` takes `tcp N`, `tcpfin N` and `udp N`, not `{}`", name.text));
+                return;
+            }
+        };
+        let Some(value) = args.next() else {
+            cx.diags.error(&name.pos, format!("`lvs_timeouts {}` needs a number of seconds", name.text));
+            return;
+        };
+        match values::int(&value.text, 1, 86_400 * 31) {
+            Ok(v) => *slot = Some(v),
+            Err(e) => cx.bad(n, value, &e, ""),
+        }
+    }
 }

@@ -49,7 +49,7 @@ pub struct Live {
 pub struct Ipvs {
     sock: Socket,
     family: u16,
-    seq: u32,
+    seq: std::cell::Cell<u32>,
     /// Services this process has programmed: the only ones it removes.
     managed: BTreeSet<SvcKey>,
     timeouts: Option<Timeouts>,
@@ -61,13 +61,13 @@ impl Ipvs {
         let mut sock = Socket::new(NETLINK_GENERIC).map_err(IpvsError::Socket)?;
         sock.bind_auto().map_err(IpvsError::Socket)?;
         sock.connect(&SocketAddr::new(0, 0)).map_err(IpvsError::Socket)?;
-        let mut ipvs = Ipvs { sock, family: 0, seq: 0, managed: BTreeSet::new(), timeouts: None };
+        let mut ipvs = Ipvs { sock, family: 0, seq: Default::default(), managed: BTreeSet::new(), timeouts: None };
         ipvs.family = ipvs.resolve_family()?;
         Ok(ipvs)
     }
 
     /// IPVS's services and destinations, with counters.
-    pub fn read(&mut self) -> Result<Live, IpvsError> {
+    pub fn read(&self) -> Result<Live, IpvsError> {
         let mut live = Live::default();
         for m in self.dump(IpvsMsg { cmd: cmd::GET_SERVICE, attrs: vec![] })? {
             let (svc, stats) = msg::parse_service(&m)?;
@@ -96,7 +96,7 @@ impl Ipvs {
         Ok(())
     }
 
-    fn run(&mut self, op: &Op) -> Result<(), IpvsError> {
+    fn run(&self, op: &Op) -> Result<(), IpvsError> {
         let (m, what) = match op {
             Op::AddService(s) => (msg::service(cmd::NEW_SERVICE, s), format!("adding service {}", show(&s.key))),
             Op::EditService(s) => (msg::service(cmd::SET_SERVICE, s), format!("changing service {}", show(&s.key))),
@@ -105,15 +105,17 @@ impl Ipvs {
             Op::EditDest(k, d) => (msg::dest(cmd::SET_DEST, k, d), format!("changing {} in {}", dest_name(&d.key), show(k))),
             Op::DelDest(k, d) => (msg::del_dest(k, d), format!("removing {} from {}", dest_name(d), show(k))),
         };
+        tracing::info!("IPVS: {what}");
         self.request(m, &what)
     }
 
-    fn next_seq(&mut self) -> u32 {
-        self.seq = self.seq.wrapping_add(1);
-        self.seq
+    fn next_seq(&self) -> u32 {
+        let seq = self.seq.get().wrapping_add(1);
+        self.seq.set(seq);
+        seq
     }
 
-    fn send<F>(&mut self, payload: F, family: u16, flags: u16) -> Result<u32, IpvsError>
+    fn send<F>(&self, payload: F, family: u16, flags: u16) -> Result<u32, IpvsError>
     where
         F: netlink_packet_generic::GenlFamily + netlink_packet_core::Emitable + std::fmt::Debug,
     {
@@ -133,7 +135,7 @@ impl Ipvs {
     }
 
     /// Replies to `seq` until its ack or the end of its dump.
-    fn receive<F>(&mut self, seq: u32, what: &str) -> Result<Vec<F>, IpvsError>
+    fn receive<F>(&self, seq: u32, what: &str) -> Result<Vec<F>, IpvsError>
     where
         F: netlink_packet_core::ParseableParametrized<[u8], netlink_packet_generic::GenlHeader>
             + netlink_packet_generic::GenlFamily
@@ -171,17 +173,17 @@ impl Ipvs {
         }
     }
 
-    fn request(&mut self, m: IpvsMsg, what: &str) -> Result<(), IpvsError> {
+    fn request(&self, m: IpvsMsg, what: &str) -> Result<(), IpvsError> {
         let seq = self.send(m, self.family, NLM_F_REQUEST | NLM_F_ACK)?;
         self.receive::<IpvsMsg>(seq, what).map(drop)
     }
 
-    fn dump(&mut self, m: IpvsMsg) -> Result<Vec<IpvsMsg>, IpvsError> {
+    fn dump(&self, m: IpvsMsg) -> Result<Vec<IpvsMsg>, IpvsError> {
         let seq = self.send(m, self.family, NLM_F_REQUEST | NLM_F_DUMP)?;
         self.receive(seq, "reading the table")
     }
 
-    fn resolve_family(&mut self) -> Result<u16, IpvsError> {
+    fn resolve_family(&self) -> Result<u16, IpvsError> {
         let ctrl = GenlCtrl { cmd: GenlCtrlCmd::GetFamily, nlas: vec![GenlCtrlAttrs::FamilyName(msg::FAMILY_NAME.into())] };
         let seq = self.send(ctrl, netlink_packet_generic::constants::GENL_ID_CTRL, NLM_F_REQUEST | NLM_F_ACK)?;
         let replies = match self.receive::<GenlCtrl>(seq, "resolving the family") {

@@ -331,7 +331,7 @@ fn stats(a: &[Attr], stats64: u16, stats32: u16) -> Result<Stats, DecodeError> {
 }
 
 fn find(a: &[Attr], kind: u16) -> Option<&[u8]> {
-    a.iter().find(|x| x.kind == kind).map(|x| x.value.as_slice())
+    a.iter().find(|x| x.kind & !NLA_F_NESTED == kind).map(|x| x.value.as_slice())
 }
 
 fn req(a: &[Attr], kind: u16) -> Result<&[u8], DecodeError> {
@@ -392,7 +392,7 @@ mod tests {
         let b = bytes(&service(cmd::NEW_SERVICE, &tcp_service()));
         #[rustfmt::skip]
         let want: Vec<u8> = vec![
-            100, 0, 0x01, 0x80,                  // IPVS_CMD_ATTR_SERVICE, nested
+            84, 0, 0x01, 0x80,                   // IPVS_CMD_ATTR_SERVICE, nested
             6, 0, 1, 0, 2, 0, 0, 0,              // AF = AF_INET
             6, 0, 2, 0, 6, 0, 0, 0,              // PROTOCOL = TCP
             20, 0, 3, 0, 10, 107, 107, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, // ADDR, union nf_inet_addr
@@ -421,7 +421,7 @@ mod tests {
             20, 0, 0x01, 0x80,
             6, 0, 1, 0, 10, 0, 0, 0,             // AF = AF_INET6
             8, 0, 5, 0, 7, 0, 0, 0,              // FWMARK 7
-            68, 0, 0x02, 0x80,                   // IPVS_CMD_ATTR_DEST, nested
+            72, 0, 0x02, 0x80,                   // IPVS_CMD_ATTR_DEST, nested
             20, 0, 1, 0, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
             6, 0, 2, 0, 0, 80, 0, 0,             // PORT 80
             6, 0, 11, 0, 10, 0, 0, 0,            // ADDR_FAMILY

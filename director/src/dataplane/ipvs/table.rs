@@ -6,7 +6,7 @@ use std::{
     net::IpAddr,
 };
 
-use crate::state::{DesiredState, Method, Proto, RealSpec, ServiceSpec};
+use crate::state::{DesiredState, Method, Proto, RealSpec, ServiceAddr};
 
 /// IP_VS_SVC_F_*: only these are ours to set; the kernel adds HASHED.
 pub const SVC_F_PERSISTENT: u32 = 0x0001;
@@ -93,9 +93,8 @@ pub enum Op {
     DelDest(SvcKey, DestKey),
 }
 
-/// The IPVS key of a desired service.
-pub fn svc_key(s: &ServiceSpec) -> SvcKey {
-    let a = s.addr;
+/// The IPVS key of a service.
+pub fn svc_key(a: &ServiceAddr) -> SvcKey {
     let proto = match a.proto {
         Proto::Fwmark(mark) => return SvcKey::Fwmark { v6: a.vip.is_ipv6(), mark },
         Proto::Tcp => IPPROTO_TCP,
@@ -110,7 +109,7 @@ pub fn svc_key(s: &ServiceSpec) -> SvcKey {
 pub fn desired_table(desired: &DesiredState) -> Table {
     let mut services = BTreeMap::new();
     for s in &desired.services {
-        let key = svc_key(s);
+        let key = svc_key(&s.addr);
         let (flags, timeout, netmask) = match s.persistence {
             Some(p) => (SVC_F_PERSISTENT, p.timeout.as_secs().try_into().unwrap_or(u32::MAX), netmask(p.granularity)),
             None => (0, 0, netmask(full_mask(key.is_v6()))),
@@ -199,7 +198,7 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::state::{NextHop, Persistence, ServiceAddr};
+    use crate::state::{NextHop, Persistence, ServiceAddr, ServiceSpec};
 
     fn real(addr: &str, port: u16, weight: u32, method: Method) -> RealSpec {
         RealSpec { addr: addr.parse().unwrap(), port, weight, method, next_hop: NextHop::default() }
@@ -298,7 +297,7 @@ mod tests {
         let mut s = state();
         s.services[0].reals[1].weight = 5;
         let ops = diff(&have, &desired_table(&s), &managed(&have));
-        let key = svc_key(&s.services[0]);
+        let key = svc_key(&s.services[0].addr);
         assert_eq!(ops, [Op::EditDest(key, dest(&s.services[0].reals[1]))]);
     }
 
@@ -306,7 +305,7 @@ mod tests {
     fn externally_deleted_dest_is_added_back() {
         let want = desired_table(&state());
         let mut have = want.clone();
-        let key = svc_key(&state().services[0]);
+        let key = svc_key(&state().services[0].addr);
         let gone = DestKey { addr: "10.0.1.1".parse().unwrap(), port: 80 };
         have.services.get_mut(&key).unwrap().1.remove(&gone);
         let ops = diff(&have, &want, &managed(&want));
@@ -332,7 +331,7 @@ mod tests {
     fn only_managed_services_are_removed() {
         let have = desired_table(&state());
         let mut s = state();
-        let dropped = svc_key(&s.services.remove(3));
+        let dropped = svc_key(&s.services.remove(3).addr);
         let want = desired_table(&s);
         // Someone else's service, never ours: left alone.
         let mut have_plus = have.clone();
@@ -347,7 +346,7 @@ mod tests {
         let mut s = state();
         s.services[0].sorry = Some(real("10.0.9.9", 80, 1, Method::Dr));
         let sorry = DestKey { addr: "10.0.9.9".parse().unwrap(), port: 80 };
-        let key = svc_key(&s.services[0]);
+        let key = svc_key(&s.services[0].addr);
         assert!(!desired_table(&s).services[&key].1.contains_key(&sorry));
         for r in &mut s.services[0].reals {
             r.weight = 0;

@@ -1,0 +1,69 @@
+#!/bin/bash
+# Runs inside the IPVS test VM (see tests/tests/ipvs_vm.rs, which checks
+# what this prints). Each step's output goes between `@@begin NAME` and
+# `@@end NAME rc=N` on the console; `@@done` ends the run.
+set -u
+section() {
+    local name=$1
+    shift
+    echo "@@begin $name"
+    "$@" 2>&1
+    echo "@@end $name rc=$?"
+}
+# Polls a command until it succeeds, at most $1 seconds; prints how long it took.
+now_ms() { local us=${EPOCHREALTIME/./}; echo $(( us / 1000 )); }
+wait_for() {
+    local limit=$1 start
+    start=$(now_ms)
+    shift
+    while ! "$@" >/dev/null 2>&1; do
+        if (( $(now_ms) - start > limit * 1000 )); then
+            echo "timeout after ${limit}s: $*"
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "after_ms=$(( $(now_ms) - start ))"
+}
+
+ip link set lo up
+# Real servers sit behind a dummy link: the test needs routes, not replies.
+ip link add d0 type dummy
+ip link set d0 up
+ip addr add 10.1.0.1/24 dev d0
+ip addr add 10.0.0.1/32 dev lo
+
+cp /vm/a.conf /vm/current.conf
+director -f /vm/current.conf --dataplane ipvs --metrics-listen 127.0.0.1:9612 >/vm/director.log 2>&1 &
+section started wait_for 20 directorctl status
+
+section ipvsadm_ln ipvsadm -Ln
+section ipvsadm_persistent ipvsadm -Ln --persistent-conn
+section ipvsadm_timeout ipvsadm -L --timeout
+section directorctl_list directorctl list --ipvsadm
+section status directorctl status
+
+# A connection entry: a local client's SYN to 10.0.0.1:1 (never answered).
+bash -c 'exec 3<>/dev/tcp/10.0.0.1/1' 2>/dev/null &
+client=$!
+section conn_before wait_for 10 bash -c 'ipvsadm -Lnc | grep -q "10.0.0.1:1 "'
+section conns_before ipvsadm -Lnc
+cp /vm/b.conf /vm/current.conf
+section reload directorctl reload
+section conns_after ipvsadm -Lnc
+section ipvsadm_reloaded ipvsadm -Ln
+kill $client 2>/dev/null
+
+section disable directorctl rs disable 10.1.0.11
+section ipvsadm_disabled ipvsadm -Ln
+section list_disabled directorctl list --ipvsadm
+section enable directorctl rs enable 10.1.0.11
+
+section external_delete ipvsadm -d -t 10.0.0.2:80 -r 10.1.0.21:8080
+section deleted ipvsadm -Ln -t 10.0.0.2:80
+section recovered wait_for 10 bash -c 'ipvsadm -Ln -t 10.0.0.2:80 | grep -q 10.1.0.21:8080'
+section ipvsadm_final ipvsadm -Ln
+section list_final directorctl list --ipvsadm
+
+section director_log cat /vm/director.log
+echo "@@done"
