@@ -81,6 +81,24 @@ fn ipvs_data_plane_in_a_vm() -> Result<()> {
     eprintln!("vm: deleted destination re-added {}", out.get("recovered")?.trim());
     out.expect("ipvsadm_final", &vmdir.join("expected/ipvsadm_reloaded.txt"))?;
     same(&out, "list_final", "ipvsadm_final")?;
+    // Prometheus reads IPVS's counters: the connection to 10.0.0.1:1 counts.
+    let metrics = out.get("metrics")?;
+    ensure!(
+        metrics.lines().any(|l| l.contains("10.0.0.1") && l.contains("conn") && !l.starts_with('#') && !l.ends_with(" 0")),
+        "no connection counted for 10.0.0.1 in the metrics:\n{metrics}"
+    );
+    let log = out.get("director_log")?;
+    ensure!(!log.contains("ERROR"), "director logged errors:\n{log}");
+    // The re-add is the only change the refresh made: no churn in steady state.
+    ensure!(log.matches("IPVS: adding 10.1.0.21:8080").count() == 2, "{log}");
+
+    // --dataplane auto where XDP cannot attach: IPVS, said clearly, and the
+    // table adopted as it is.
+    out.ok("fallback")?;
+    let log = out.get("fallback_log")?;
+    ensure!(log.contains("falling back to the IPVS data plane"), "{log}");
+    ensure!(!log.contains("IPVS: "), "the restarted daemon changed IPVS instead of adopting it:\n{log}");
+    same(&out, "ipvsadm_restarted", "ipvsadm_final")?;
     Ok(())
 }
 

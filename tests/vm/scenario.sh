@@ -35,6 +35,7 @@ ip addr add 10.0.0.1/32 dev lo
 
 cp /vm/a.conf /vm/current.conf
 director -f /vm/current.conf --dataplane ipvs --metrics-listen 127.0.0.1:9612 >/vm/director.log 2>&1 &
+director=$!
 section started wait_for 20 directorctl status
 
 section ipvsadm_ln ipvsadm -Ln
@@ -65,5 +66,15 @@ section recovered wait_for 10 bash -c 'ipvsadm -Ln -t 10.0.0.2:80 | grep -q 10.1
 section ipvsadm_final ipvsadm -Ln
 section list_final directorctl list --ipvsadm
 
+section metrics wget -qO- http://127.0.0.1:9612/metrics
 section director_log cat /vm/director.log
+
+# A restart with the default --dataplane auto, where XDP cannot attach: it
+# falls back to IPVS and adopts the table as it is.
+kill $director
+wait $director
+director -f /vm/current.conf --iface nosuch0 --metrics-listen 127.0.0.1:9612 >/vm/director2.log 2>&1 &
+section fallback wait_for 20 directorctl status
+section ipvsadm_restarted ipvsadm -Ln
+section fallback_log cat /vm/director2.log
 echo "@@done"

@@ -104,7 +104,20 @@ impl Planes {
             info!("adopted the data plane pinned in {}: connections continue", args.bpffs_dir.display());
         }
         for iface in &names {
-            let mode = prog.attach(iface)?;
+            let mode = match prog.attach(iface) {
+                Ok(mode) => mode,
+                Err(e) => {
+                    // What this attempt pinned would otherwise outlive it.
+                    if !prog.adopted() {
+                        drop(prog);
+                        self.interfaces.clear();
+                        if let Err(c) = XdpProgram::cleanup(&args.bpffs_dir) {
+                            warn!("removing the XDP pins of the failed attempt: {c}");
+                        }
+                    }
+                    return Err(e).with_context(|| format!("attaching XDP to {iface}"));
+                }
+            };
             info!(iface = %iface, mode = %mode, "attached XDP program to {iface} ({mode} mode)");
             self.interfaces.push(InterfaceView { name: iface.clone(), attach_mode: mode.to_string() });
         }

@@ -224,7 +224,15 @@ impl Dataplane for Ipvs {
 fn show(k: &SvcKey) -> String {
     match *k {
         SvcKey::Fwmark { mark, .. } => format!("fwmark {mark}"),
-        SvcKey::Addr { proto, addr, port } => format!("{proto}/{}", std::net::SocketAddr::new(addr, port)),
+        SvcKey::Addr { proto, addr, port } => {
+            let name = match proto {
+                6 => "TCP".to_string(),
+                17 => "UDP".to_string(),
+                132 => "SCTP".to_string(),
+                p => format!("protocol {p}"),
+            };
+            format!("{name} {}", std::net::SocketAddr::new(addr, port))
+        }
     }
 }
 
