@@ -58,7 +58,7 @@ pub struct Image<'a> {
     /// Host programs, copied to /bin with their shared libraries.
     pub programs: Vec<PathBuf>,
     /// (host file, guest path) copied as they are.
-    pub files: Vec<(PathBuf, &'a str)>,
+    pub files: Vec<(PathBuf, String)>,
     /// Run by bash as the guest's only task; the VM powers off after it.
     pub script: &'a str,
 }

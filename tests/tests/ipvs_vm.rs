@@ -23,7 +23,7 @@ fn ipvs_data_plane_in_a_vm() -> Result<()> {
     let work = tempdir(&ws)?;
     let image = Image {
         programs: vec![bin("director")?, bin("directorctl")?, which("ipvsadm")?, which("ip")?],
-        files: vec![(vmdir.join("a.conf"), "/vm/a.conf"), (vmdir.join("b.conf"), "/vm/b.conf")],
+        files: ["a.conf", "b.conf", "c.conf"].iter().map(|f| (vmdir.join(f), format!("/vm/{f}"))).collect(),
         script: &std::fs::read_to_string(vmdir.join("scenario.sh"))?,
     };
     let started = Instant::now();
@@ -99,6 +99,22 @@ fn ipvs_data_plane_in_a_vm() -> Result<()> {
     ensure!(log.contains("falling back to the IPVS data plane"), "{log}");
     ensure!(!log.contains("IPVS: "), "the restarted daemon changed IPVS instead of adopting it:\n{log}");
     same(&out, "ipvsadm_restarted", "ipvsadm_final")?;
+
+    // Real traffic between namespaces inside the VM, through IPVS by NAT and
+    // by DR; the counters directorctl shows are IPVS's.
+    out.ok("traffic_reload")?;
+    for step in ["traffic_nat", "traffic_dr"] {
+        out.ok(step)?;
+        ensure!(out.get(step)?.lines().any(|l| l.trim() == "hello-from-rs"), "{step}: {}", out.get(step)?);
+    }
+    out.ok("traffic_counted")?;
+    let stats = out.get("traffic_stats")?;
+    for real in ["10.2.0.2:8080", "10.2.0.2:80"] {
+        let conns = stats.lines().find(|l| l.contains(&format!("-> {real} "))).and_then(|l| l.split_whitespace().nth(2));
+        ensure!(conns == Some("1"), "{real}: one connection expected in\n{stats}");
+    }
+    same(&out, "traffic_list", "traffic_stats")?;
+    eprintln!("vm: traffic through IPVS (NAT, DR):\n{}", out.get("traffic_stats")?);
     Ok(())
 }
 

@@ -77,4 +77,42 @@ director -f /vm/current.conf --iface nosuch0 --metrics-listen 127.0.0.1:9612 >/v
 section fallback wait_for 20 directorctl status
 section ipvsadm_restarted ipvsadm -Ln
 section fallback_log cat /vm/director2.log
+
+# Real traffic: client namespace -> VIP on this VM -> IPVS -> real server
+# namespace, by NAT (10.0.0.9) and by DR (10.0.0.10, the real holds the VIP).
+echo 1 > /proc/sys/net/ipv4/ip_forward
+mkdir -p /var && ln -s /run /var/run
+# `ip netns exec` remounts /sys, which this initramfs cannot: enter the
+# network namespace only.
+in_ns() { local ns=$1; shift; nsenter --net=/run/netns/$ns "$@"; }
+mkdir -p /www && echo hello-from-rs > /www/index.html
+ip netns add rs
+ip netns add cl
+ip link add vrs type veth peer name eth0 netns rs
+ip link add vcl type veth peer name eth0 netns cl
+ip addr add 10.2.0.1/24 dev vrs && ip link set vrs up
+ip addr add 10.3.0.1/24 dev vcl && ip link set vcl up
+ip addr add 10.0.0.9/32 dev lo && ip addr add 10.0.0.10/32 dev lo
+ip -n rs addr add 10.2.0.2/24 dev eth0 && ip -n rs link set eth0 up && ip -n rs link set lo up
+ip -n rs addr add 10.0.0.10/32 dev lo && ip -n rs route add default via 10.2.0.1
+ip -n cl addr add 10.3.0.2/24 dev eth0 && ip -n cl link set eth0 up && ip -n cl route add default via 10.3.0.1
+# DR replies come from the VIP, which this VM holds too: they go straight
+# to the client over a link of their own, as in any LVS-DR set-up.
+ip link add eth1 netns rs type veth peer name eth1 netns cl
+ip -n rs addr add 10.4.0.1/24 dev eth1 && ip -n rs link set eth1 up
+ip -n cl addr add 10.4.0.2/24 dev eth1 && ip -n cl link set eth1 up
+ip -n rs rule add from 10.0.0.10 table 100 && ip -n rs route add default via 10.4.0.2 table 100
+in_ns rs busybox httpd -p 8080 -h /www
+in_ns rs busybox httpd -p 80 -h /www
+cp /vm/c.conf /vm/current.conf
+section traffic_reload directorctl reload
+# bash's /dev/tcp as the client: busybox's static wget crashes in a netns.
+http_get() { timeout 5 bash -c "exec 3<>/dev/tcp/$1/80 && printf 'GET / HTTP/1.0\r\n\r\n' >&3 && cat <&3"; }
+section traffic_nat in_ns cl bash -c "$(declare -f http_get); http_get 10.0.0.9"
+section traffic_dr in_ns cl bash -c "$(declare -f http_get); http_get 10.0.0.10"
+# IPVS folds its per-CPU counters into what it reports every 2 s.
+counted() { ipvsadm -Ln --stats -t "$1" | awk '$1 == "->" && $3 > 0 { f = 1 } END { exit !f }'; }
+section traffic_counted wait_for 10 bash -c "$(declare -f counted); counted 10.0.0.9:80 && counted 10.0.0.10:80"
+section traffic_stats ipvsadm -Ln --stats --exact
+section traffic_list directorctl list --ipvsadm --stats --exact
 echo "@@done"
