@@ -69,11 +69,13 @@ pub struct Planes {
     /// Where services without `director_dataplane` go.
     pub default: Kind,
     pub interfaces: Vec<InterfaceView>,
+    /// Set once opening IPVS failed: not retried every refresh.
+    ipvs_failed: bool,
 }
 
 impl Planes {
     pub fn start(args: &Args, config: &Config) -> Result<Self> {
-        let mut planes = Planes { xdp: None, ipvs: None, default: Kind::Xdp, interfaces: Vec::new() };
+        let mut planes = Planes { xdp: None, ipvs: None, default: Kind::Xdp, interfaces: Vec::new(), ipvs_failed: false };
         match args.dataplane {
             Mode::Xdp => planes.start_xdp(args, config)?,
             Mode::Ipvs => {
@@ -126,16 +128,19 @@ impl Planes {
         Ok(())
     }
 
-    /// Opens IPVS for the services that need it; false (and a warning) when
-    /// this kernel has none.
+    /// Opens IPVS for the services that need it; false (and one warning)
+    /// when this kernel has none.
     fn ensure_ipvs(&mut self) -> bool {
-        if self.ipvs.is_none() {
+        if self.ipvs.is_none() && !self.ipvs_failed {
             match open_ipvs() {
                 Ok(i) => {
                     info!("IPVS data plane opened for the services that need it");
                     self.ipvs = Some(i);
                 }
-                Err(e) => warn!("{e:#}"),
+                Err(e) => {
+                    warn!("{e:#}");
+                    self.ipvs_failed = true;
+                }
             }
         }
         self.ipvs.is_some()
