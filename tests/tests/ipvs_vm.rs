@@ -115,6 +115,12 @@ fn ipvs_data_plane_in_a_vm() -> Result<()> {
     }
     same(&out, "traffic_list", "traffic_stats")?;
     eprintln!("vm: traffic through IPVS (NAT, DR):\n{}", out.get("traffic_stats")?);
+
+    // A failing TCP_CHECK takes its server out of IPVS; the healthy one stays.
+    out.ok("health_down")?;
+    let pool = out.get("health_ipvsadm")?;
+    ensure!(!pool.contains("10.2.0.3:8080") && pool.contains("10.2.0.2:8080"), "{pool}");
+    eprintln!("vm: failed real server left IPVS {}", out.get("health_down")?.trim());
     Ok(())
 }
 

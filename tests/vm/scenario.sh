@@ -115,4 +115,6 @@ counted() { ipvsadm -Ln --stats -t "$1" | awk '$1 == "->" && $3 > 0 { f = 1 } EN
 section traffic_counted wait_for 10 bash -c "$(declare -f counted); counted 10.0.0.9:80 && counted 10.0.0.10:80"
 section traffic_stats ipvsadm -Ln --stats --exact
 section traffic_list directorctl list --ipvsadm --stats --exact
+section health_down wait_for 20 bash -c '! ipvsadm -Ln -t 10.0.0.11:80 | grep -q 10.2.0.3:8080'
+section health_ipvsadm ipvsadm -Ln -t 10.0.0.11:80
 echo "@@done"

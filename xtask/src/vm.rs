@@ -44,8 +44,17 @@ pub fn prepare() -> Result<PathBuf> {
 }
 
 /// The highest-numbered linux-image-6.1.0-N-amd64 apt offers (bookworm's
-/// kernel; the test VM's modules list is written for it).
+/// kernel; the test VM's modules list is written for it). Refreshes apt's
+/// lists once when they offer none.
 fn newest_kernel_package() -> Result<String> {
+    if let Ok(name) = newest_listed() {
+        return Ok(name);
+    }
+    invoke(Command::new("apt-get").args(["update", "-qq"]))?;
+    newest_listed()
+}
+
+fn newest_listed() -> Result<String> {
     let list = output(Command::new("apt-cache").args(["search", "--names-only", r"^linux-image-6\.1\.0-[0-9]+-amd64$"]))?;
     let best = list
         .lines()
