@@ -158,3 +158,21 @@ fn lvs_timeouts(cx: &mut Cx, n: &Node, t: &mut LvsTimeouts) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{LoadOptions, LvsTimeouts, load_str};
+
+    #[test]
+    fn lvs_timeouts_take_any_subset_and_reject_unknown_names() {
+        let conf = "global_defs {\n    lvs_timeouts tcp 900 udp 120\n}\n";
+        let loaded = load_str(conf, "t.conf", &LoadOptions::default());
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        assert_eq!(loaded.config.global.lvs_timeouts, LvsTimeouts { tcp: Some(900), tcpfin: None, udp: Some(120) });
+        let bad = load_str("global_defs {\n    lvs_timeouts tcp 900 sctp 5\n}\n", "t.conf", &LoadOptions::default());
+        assert!(bad.has_errors());
+        assert!(bad.diagnostics[0].to_string().starts_with("t.conf:2:26: error: `lvs_timeouts` takes"), "{}", bad.diagnostics[0]);
+        let missing = load_str("global_defs {\n    lvs_timeouts tcp\n}\n", "t.conf", &LoadOptions::default());
+        assert!(missing.diagnostics[0].to_string().contains("`lvs_timeouts tcp` needs a number"), "{}", missing.diagnostics[0]);
+    }
+}
