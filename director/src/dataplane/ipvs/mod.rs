@@ -208,8 +208,24 @@ impl Dataplane for Ipvs {
         let current = self.read()?.table;
         let ops = table::diff(&current, &want, &self.managed);
         let mut report = ApplyReport::default();
+        // One refused request (a scheduler this kernel lacks, say) must not
+        // hold back the other services: the rest go on, the first error is
+        // returned, and the next apply tries again.
+        let mut refused: BTreeSet<SvcKey> = BTreeSet::new();
+        let mut first_error = None;
         for op in &ops {
-            self.run(op)?;
+            let key = op.service();
+            if refused.contains(&key) {
+                continue;
+            }
+            if let Err(e) = self.run(op) {
+                tracing::warn!("{e}");
+                if matches!(op, Op::AddService(_)) {
+                    refused.insert(key);
+                }
+                first_error.get_or_insert(e);
+                continue;
+            }
             match op {
                 Op::AddService(_) => report.services_added += 1,
                 Op::DelService(_) => report.services_removed += 1,
@@ -217,7 +233,10 @@ impl Dataplane for Ipvs {
             }
         }
         self.managed = want.services.keys().copied().collect();
-        Ok(report)
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
     }
 }
 

@@ -93,6 +93,16 @@ pub enum Op {
     DelDest(SvcKey, DestKey),
 }
 
+impl Op {
+    /// The service the request is about.
+    pub fn service(&self) -> SvcKey {
+        match self {
+            Op::AddService(s) | Op::EditService(s) => s.key,
+            Op::DelService(k) | Op::AddDest(k, _) | Op::EditDest(k, _) | Op::DelDest(k, _) => *k,
+        }
+    }
+}
+
 /// The IPVS key of a service.
 pub fn svc_key(a: &ServiceAddr) -> SvcKey {
     let proto = match a.proto {
