@@ -259,6 +259,12 @@ fn sorted_services(snapshot: &Snapshot) -> Vec<&ServiceView> {
     services
 }
 
+/// A service's identity across snapshots; a fwmark service's mark stands
+/// in for the port it does not have.
+fn service_key(s: &ServiceView) -> (&str, IpAddr, u32) {
+    (s.proto.as_str(), s.vip, s.fwmark.unwrap_or(s.port.into()))
+}
+
 /// addrport_to_anyname() with FMT_NUMERIC: "%s%s%s:%u", IPv6 in brackets.
 fn addrport(addr: IpAddr, port: u16) -> String {
     sockaddr(SocketAddr::new(addr, port))
@@ -272,18 +278,18 @@ fn sockaddr(sa: SocketAddr) -> String {
 /// Rates between two snapshots, matched by service and real server
 /// identity; anything absent from the earlier one (added since) shows 0.
 struct Rates<'a> {
-    earlier: HashMap<(&'a str, IpAddr, u16), &'a ServiceView>,
+    earlier: HashMap<(&'a str, IpAddr, u32), &'a ServiceView>,
     elapsed: Duration,
 }
 
 impl<'a> Rates<'a> {
     fn new(earlier: &'a Snapshot, elapsed: Duration) -> Self {
-        let earlier = earlier.services.iter().map(|s| ((s.proto.as_str(), s.vip, s.port), s)).collect();
+        let earlier = earlier.services.iter().map(|s| (service_key(s), s)).collect();
         Self { earlier, elapsed }
     }
 
     fn service(&self, svc: &ServiceView) -> [u64; 5] {
-        match self.earlier.get(&(svc.proto.as_str(), svc.vip, svc.port)) {
+        match self.earlier.get(&service_key(svc)) {
             Some(before) => self.per_second(&before.traffic, &svc.traffic),
             None => [0; 5],
         }
@@ -292,7 +298,7 @@ impl<'a> Rates<'a> {
     fn real(&self, svc: &ServiceView, r: &RealView) -> [u64; 5] {
         let before = self
             .earlier
-            .get(&(svc.proto.as_str(), svc.vip, svc.port))
+            .get(&service_key(svc))
             .and_then(|s| s.reals.iter().chain(s.sorry.as_ref()).find(|b| b.addr == r.addr && b.port == r.port));
         match before {
             Some(before) => self.per_second(&before.traffic, &r.traffic),
