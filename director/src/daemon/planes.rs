@@ -38,15 +38,6 @@ pub enum Kind {
     Ipvs,
 }
 
-impl std::fmt::Display for Kind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Kind::Xdp => "xdp",
-            Kind::Ipvs => "ipvs",
-        })
-    }
-}
-
 /// Where a virtual server goes, given the default data plane, and why
 /// when that is not the default.
 pub fn route(default: Kind, vs: &VirtualServer) -> (Kind, Option<&'static str>) {
