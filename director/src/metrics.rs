@@ -402,7 +402,8 @@ impl SnapshotCollector {
         let mut rs_admin_disabled = Series::new(&f.rs_admin_disabled);
 
         for svc in &snap.services {
-            let vs = [svc.vip.to_string(), svc.port.to_string(), svc.proto.clone()];
+            // A fwmark service (proto "FWM") has no port: its mark stands there.
+            let vs = [svc.vip.to_string(), svc.fwmark.map_or(svc.port.into(), u64::from).to_string(), svc.proto.clone()];
             // A service seen twice would yield duplicate series, which make
             // Prometheus reject the whole scrape: the first one wins.
             if !vs_connections.add(&vs, svc.traffic.conns) {

@@ -15,6 +15,11 @@ pub struct DesiredState {
 pub enum Proto {
     Tcp,
     Udp,
+    /// IPVS only.
+    Sctp,
+    /// An IPVS firewall-mark service (IPVS only): `vip` is the family's
+    /// unspecified address and `port` is 0.
+    Fwmark(u32),
 }
 
 impl std::fmt::Display for Proto {
@@ -22,6 +27,8 @@ impl std::fmt::Display for Proto {
         f.write_str(match self {
             Proto::Tcp => "TCP",
             Proto::Udp => "UDP",
+            Proto::Sctp => "SCTP",
+            Proto::Fwmark(_) => "FWM",
         })
     }
 }
@@ -40,10 +47,14 @@ impl ServiceAddr {
     }
 }
 
-/// As ipvsadm shows it: `TCP 192.168.122.100:80`, `TCP [fd00::1]:80`.
+/// As ipvsadm shows it: `TCP 192.168.122.100:80`, `TCP [fd00::1]:80`, `FWM 7`.
 impl std::fmt::Display for ServiceAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.proto, self.socket())
+        match self.proto {
+            Proto::Fwmark(m) if self.vip.is_ipv6() => write!(f, "FWM {m} IPv6"),
+            Proto::Fwmark(m) => write!(f, "FWM {m}"),
+            _ => write!(f, "{} {}", self.proto, self.socket()),
+        }
     }
 }
 

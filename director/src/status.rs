@@ -70,7 +70,7 @@ pub struct InterfaceView {
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ServiceView {
-    /// "TCP" or "UDP".
+    /// "TCP", "UDP", "SCTP" or "FWM".
     pub proto: String,
     pub vip: IpAddr,
     pub port: u16,
@@ -78,6 +78,13 @@ pub struct ServiceView {
     pub sched: String,
     /// persistence_timeout in seconds, when persistent.
     pub persistence_secs: Option<u64>,
+    /// persistence_granularity when it is not a single address, as ipvsadm
+    /// shows it (`255.255.255.0`, or `64` for IPv6).
+    #[serde(default)]
+    pub persistence_mask: Option<String>,
+    /// A firewall-mark service (proto "FWM"; vip and port are then unused).
+    #[serde(default)]
+    pub fwmark: Option<u32>,
     pub reals: Vec<RealView>,
     pub sorry: Option<RealView>,
     pub traffic: TrafficView,

@@ -137,6 +137,8 @@ fn snapshot() -> Snapshot {
             port: 80,
             sched: "wrr".into(),
             persistence_secs: Some(360),
+            persistence_mask: None,
+            fwmark: None,
             reals: vec![real("192.168.122.11", 80, 1), disabled],
             sorry: None,
             traffic: TrafficView { conns: 20, in_packets: 400, in_bytes: 60_000, out_packets: 0, out_bytes: 0 },

@@ -91,6 +91,8 @@ fn snapshot(scale: u64) -> Snapshot {
                 port: 80,
                 sched: "wrr".into(),
                 persistence_secs: None,
+                persistence_mask: None,
+                fwmark: None,
                 reals: vec![
                     real(
                         "192.168.1.10",
@@ -118,6 +120,8 @@ fn snapshot(scale: u64) -> Snapshot {
                 port: 53,
                 sched: "sh".into(),
                 persistence_secs: Some(300),
+                persistence_mask: None,
+                fwmark: None,
                 reals: vec![real(
                     "2001:db8::10",
                     53,

@@ -5,4 +5,5 @@ pub mod fixture;
 pub mod frames;
 pub mod netns;
 pub mod topo;
+pub mod vm;
 pub mod vrrp_lab;

@@ -7,7 +7,7 @@ use anyhow::Result;
 
 use crate::{
     cmd::{invoke, probe, root},
-    setup,
+    setup, vm,
 };
 
 pub fn release() -> Result<()> {
@@ -21,11 +21,26 @@ pub fn release() -> Result<()> {
 /// because it prints one summary for all test binaries.
 pub fn test(extra: &[String]) -> Result<()> {
     setup::run()?;
+    // The IPVS VM test boots this kernel.
+    vm::prepare()?;
+    test_runner(extra)
+}
+
+fn test_runner(extra: &[impl AsRef<std::ffi::OsStr>]) -> Result<()> {
     if probe(cargo().args(["nextest", "--version"])) {
         invoke(cargo().args(["nextest", "run", "--no-fail-fast"]).args(extra))
     } else {
         invoke(cargo().args(["test", "--no-fail-fast"]).args(extra))
     }
+}
+
+/// The IPVS VM test alone, with its kernel prepared first.
+pub fn vm() -> Result<()> {
+    setup::run()?;
+    vm::prepare()?;
+    // The test copies these into the guest; a test build alone leaves them stale.
+    invoke(cargo().args(["build", "--package", "director", "--bins"]))?;
+    test_runner(&["--package", "director-tests", "--test", "ipvs_vm"])
 }
 
 /// Builds and then replaces this process with `director ARGS`.

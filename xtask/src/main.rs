@@ -7,6 +7,7 @@ mod cmd;
 mod http;
 mod lab;
 mod setup;
+mod vm;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -43,6 +44,9 @@ enum Task {
     },
     /// Print benchmark figures (`bench <scenario> <metric>=<n>` lines).
     Bench,
+    /// Prepare the IPVS test VM's kernel (Debian's, under target/vm) and run
+    /// the VM test (tests/tests/ipvs_vm.rs).
+    Vm,
     /// A tiny HTTP server for lab real servers (used inside namespaces).
     #[command(hide = true)]
     HttpServe {
@@ -65,6 +69,7 @@ fn main() -> Result<()> {
         Task::Lab { down: false } => lab::up(),
         Task::Lab { down: true } => lab::down(),
         Task::Bench => bench::run(),
+        Task::Vm => build::vm(),
         Task::HttpServe { bind, name } => http::serve(&bind, &name),
         Task::HttpGet { addr } => http::get(&addr).map(|body| print!("{body}")),
     }

@@ -24,6 +24,8 @@ const APT_PACKAGES: &[&str] = &[
     "qemu-system-x86",
     "busybox-static",
     "cpio",
+    // depmod for the IPVS test VM's kernel modules.
+    "kmod",
 ];
 
 /// bpf-linker must link against the same LLVM major as the nightly rustc.

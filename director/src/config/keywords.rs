@@ -345,6 +345,7 @@ const TOP_UNSUPPORTED: &[&str] = &[
 
 const GLOBAL_DEFS: &[&str] = &[
     "router_id",
+    "lvs_timeouts",
     "notification_email",
     "notification_email_from",
     "smtp_server",
@@ -410,7 +411,6 @@ const GLOBAL_DEFS_UNSUPPORTED: &[&str] = &[
     "lvs_notify_fifo",
     "lvs_notify_fifo_script",
     "lvs_sync_daemon",
-    "lvs_timeouts",
     "max_auto_priority",
     "min_auto_priority_delay",
     "nftables",
@@ -580,6 +580,7 @@ const INSTANCE_UNSUPPORTED: &[&str] = &[
 const AUTHENTICATION: &[&str] = &["auth_type", "auth_pass"];
 
 const VIRTUAL_SERVER: &[&str] = &[
+    "director_dataplane",
     "lvs_sched",
     "lvs_method",
     "protocol",

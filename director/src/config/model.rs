@@ -67,6 +67,15 @@ pub struct GlobalDefs {
     pub vrrp_startup_delay: Duration,
     pub lvs_flush: bool,
     pub checker_log_all_failures: bool,
+    /// `lvs_timeouts tcp N tcpfin N udp N`: IPVS connection timeouts, seconds.
+    pub lvs_timeouts: LvsTimeouts,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+pub struct LvsTimeouts {
+    pub tcp: Option<u32>,
+    pub tcpfin: Option<u32>,
+    pub udp: Option<u32>,
 }
 
 impl Default for GlobalDefs {
@@ -98,6 +107,7 @@ impl Default for GlobalDefs {
             vrrp_skip_check_adv_addr: false,
             vrrp_check_unicast_src: false,
             vrrp_startup_delay: Duration::ZERO,
+            lvs_timeouts: LvsTimeouts::default(),
             lvs_flush: false,
             checker_log_all_failures: false,
         }
@@ -461,6 +471,16 @@ pub struct VirtualServer {
     pub delay_loop: Duration,
     pub inhibit_on_failure: bool,
     pub real_servers: Vec<RealServer>,
+    /// `director_dataplane xdp|ipvs` (director's own keyword): which data
+    /// plane serves this service; None follows `--dataplane`.
+    pub director_dataplane: Option<DataplaneChoice>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DataplaneChoice {
+    Xdp,
+    Ipvs,
 }
 
 /// `sorry_server IP [PORT]` and its companions.

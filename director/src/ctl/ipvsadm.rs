@@ -102,8 +102,12 @@ fn title(layout: Layout) -> &'static str {
 }
 
 fn service(out: &mut String, svc: &ServiceView, opts: &ListOptions, rates: Option<&Rates>) {
-    // "%-4s %s", protocol_name(se->protocol), vname
-    let name = format!("{:<4} {}", svc.proto, addrport(svc.vip, svc.port));
+    // "%-4s %s", protocol_name(se->protocol), vname; "FWM  %d" (" IPv6")
+    let name = match svc.fwmark {
+        Some(m) if svc.vip.is_ipv6() => format!("FWM  {m} IPv6"),
+        Some(m) => format!("FWM  {m}"),
+        None => format!("{:<4} {}", svc.proto, addrport(svc.vip, svc.port)),
+    };
     match opts.layout {
         Layout::Default => {
             // "%s %s", svc_name, se->sched_name; then " persistent %u"
@@ -112,6 +116,10 @@ fn service(out: &mut String, svc: &ServiceView, opts: &ListOptions, rates: Optio
             out.push_str(&svc.sched);
             if let Some(timeout) = svc.persistence_secs {
                 let _ = write!(out, " persistent {timeout}");
+                // " mask %s" (IPv4, inet_ntoa) / " mask %i" (IPv6 prefix)
+                if let Some(mask) = &svc.persistence_mask {
+                    let _ = write!(out, " mask {mask}");
+                }
             }
         }
         Layout::Stats => {
@@ -235,18 +243,26 @@ fn counters(t: &TrafficView) -> [u64; 5] {
     [t.conns, t.in_packets, t.out_packets, t.in_bytes, t.out_bytes]
 }
 
-/// ipvs_cmp_services: address family, protocol number, address, port.
+/// ipvs_cmp_services: fwmark (0 for address services), address family,
+/// protocol number, address, port.
 fn sorted_services(snapshot: &Snapshot) -> Vec<&ServiceView> {
     let mut services: Vec<&ServiceView> = snapshot.services.iter().collect();
     services.sort_by_key(|s| {
         let proto = match s.proto.as_str() {
             "TCP" => 6,
             "UDP" => 17,
+            "SCTP" => 132,
             _ => u8::MAX,
         };
-        (s.vip.is_ipv6(), proto, s.vip, s.port)
+        (s.fwmark.unwrap_or(0), s.vip.is_ipv6(), proto, s.vip, s.port)
     });
     services
+}
+
+/// A service's identity across snapshots; a fwmark service's mark stands
+/// in for the port it does not have.
+fn service_key(s: &ServiceView) -> (&str, IpAddr, u32) {
+    (s.proto.as_str(), s.vip, s.fwmark.unwrap_or(s.port.into()))
 }
 
 /// addrport_to_anyname() with FMT_NUMERIC: "%s%s%s:%u", IPv6 in brackets.
@@ -262,18 +278,18 @@ fn sockaddr(sa: SocketAddr) -> String {
 /// Rates between two snapshots, matched by service and real server
 /// identity; anything absent from the earlier one (added since) shows 0.
 struct Rates<'a> {
-    earlier: HashMap<(&'a str, IpAddr, u16), &'a ServiceView>,
+    earlier: HashMap<(&'a str, IpAddr, u32), &'a ServiceView>,
     elapsed: Duration,
 }
 
 impl<'a> Rates<'a> {
     fn new(earlier: &'a Snapshot, elapsed: Duration) -> Self {
-        let earlier = earlier.services.iter().map(|s| ((s.proto.as_str(), s.vip, s.port), s)).collect();
+        let earlier = earlier.services.iter().map(|s| (service_key(s), s)).collect();
         Self { earlier, elapsed }
     }
 
     fn service(&self, svc: &ServiceView) -> [u64; 5] {
-        match self.earlier.get(&(svc.proto.as_str(), svc.vip, svc.port)) {
+        match self.earlier.get(&service_key(svc)) {
             Some(before) => self.per_second(&before.traffic, &svc.traffic),
             None => [0; 5],
         }
@@ -282,7 +298,7 @@ impl<'a> Rates<'a> {
     fn real(&self, svc: &ServiceView, r: &RealView) -> [u64; 5] {
         let before = self
             .earlier
-            .get(&(svc.proto.as_str(), svc.vip, svc.port))
+            .get(&service_key(svc))
             .and_then(|s| s.reals.iter().chain(s.sorry.as_ref()).find(|b| b.addr == r.addr && b.port == r.port));
         match before {
             Some(before) => self.per_second(&before.traffic, &r.traffic),
@@ -335,6 +351,8 @@ mod tests {
             port,
             sched: sched.into(),
             persistence_secs: None,
+            persistence_mask: None,
+            fwmark: None,
             reals,
             sorry: None,
             traffic: TrafficView::default(),

@@ -170,6 +170,8 @@ mod tests {
                 port: 80,
                 sched: "wrr".into(),
                 persistence_secs: None,
+                persistence_mask: None,
+                fwmark: None,
                 reals: vec![
                     real("up", AdminState::Enabled),
                     real("up", AdminState::Weight(3)),

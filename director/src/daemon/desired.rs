@@ -9,7 +9,7 @@ use std::{
 };
 
 use crate::{
-    config::{Config, LvsMethod, Protocol, VirtualServer, VsKey},
+    config::{Config, Family, LvsMethod, Protocol, VirtualServer, VsKey},
     state::{DesiredState, Method, NextHop, Persistence, Proto, RealSpec, ServiceAddr, ServiceSpec},
     status::AdminState,
 };
@@ -59,7 +59,7 @@ pub fn build(
         let Some(addr) = service_addr(vs) else {
             skipped.push(Skipped {
                 what: format!("virtual_server {}", vs.key),
-                why: "the XDP data plane handles TCP and UDP services by address; fwmark, group and SCTP services need the IPVS data plane".into(),
+                why: "virtual_server_group services are not supported yet".into(),
             });
             continue;
         };
@@ -137,15 +137,25 @@ pub fn effective_weight(admin: Option<&AdminState>, configured: u32) -> u32 {
 }
 
 
+/// The service's identity in the desired state. A fwmark service's family
+/// is its `ip_family`, else its first real server's, as in keepalived.
 pub fn service_addr(vs: &VirtualServer) -> Option<ServiceAddr> {
     let proto = match vs.protocol {
         Protocol::Tcp => Proto::Tcp,
         Protocol::Udp => Proto::Udp,
-        Protocol::Sctp => return None,
+        Protocol::Sctp => Proto::Sctp,
     };
     match vs.key {
         VsKey::Addr { ip, port } => Some(ServiceAddr { vip: ip, port, proto }),
-        VsKey::Fwmark(_) | VsKey::Group(_) => None,
+        VsKey::Fwmark(mark) => {
+            let v6 = match vs.ip_family {
+                Some(f) => f == Family::Inet6,
+                None => vs.real_servers.first().is_some_and(|r| r.ip.is_ipv6()),
+            };
+            let vip = if v6 { IpAddr::V6(Ipv6Addr::UNSPECIFIED) } else { IpAddr::V4(Ipv4Addr::UNSPECIFIED) };
+            Some(ServiceAddr { vip, port: 0, proto: Proto::Fwmark(mark) })
+        }
+        VsKey::Group(_) => None,
     }
 }
 
@@ -206,7 +216,6 @@ virtual_server fwmark 7 {
     #[test]
     fn services_reals_weights_and_persistence_come_from_the_config() {
         let (state, skipped, _) = build(&config(), &AdminOverrides::new(), &HealthMap::new(), None, &hop);
-        assert_eq!(state.services.len(), 1);
         let s = &state.services[0];
         assert_eq!(s.addr, ServiceAddr { vip: "192.168.122.100".parse().unwrap(), port: 80, proto: Proto::Tcp });
         assert_eq!(s.sched, "wrr");
@@ -216,10 +225,12 @@ virtual_server fwmark 7 {
         assert_eq!(weights, [("192.168.122.10".into(), 1), ("192.168.122.20".into(), 3)]);
         assert!(s.reals.iter().all(|r| r.method == Method::Dr));
         assert_eq!(s.sorry.as_ref().unwrap().addr.to_string(), "192.168.122.99");
-        // The unreachable real and the fwmark service are reported, not dropped silently.
-        assert_eq!(skipped.len(), 2, "{skipped:?}");
+        // The unreachable real is reported, not dropped silently.
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
         assert!(skipped[0].what.contains("10.9.9.9:80"));
-        assert!(skipped[1].what.contains("fwmark 7"));
+        // The fwmark service is there for the IPVS data plane.
+        assert_eq!(state.services.len(), 2);
+        assert_eq!(state.services[1].addr, ServiceAddr { vip: "0.0.0.0".parse().unwrap(), port: 0, proto: Proto::Fwmark(7) });
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! The daemon's wiring: configuration, the XDP program, signals.
+//! The daemon's wiring: configuration, the data planes, signals.
 
 pub mod desired;
 pub mod neigh;
 mod notify;
+pub mod planes;
 mod run;
 mod snapshot;
 
@@ -53,6 +54,11 @@ pub struct Args {
     pub cleanup: bool,
     #[command(subcommand)]
     pub tool: Option<Tool>,
+    /// Data plane: `xdp`, `ipvs` (kernel IPVS through netlink), or `auto`
+    /// (XDP, falling back to IPVS when XDP cannot attach). A
+    /// virtual_server's `director_dataplane` overrides it for that service.
+    #[arg(long, value_enum, default_value_t = planes::Mode::Auto)]
+    pub dataplane: planes::Mode,
     /// Where the Prometheus endpoint listens.
     #[arg(long, value_name = "ADDR:PORT", default_value_t = crate::metrics::DEFAULT_LISTEN)]
     pub metrics_listen: std::net::SocketAddr,
@@ -151,6 +157,11 @@ pub fn config_check(file: &Path, config_id: Option<String>, dump: bool) -> u8 {
             }
         }
     } else {
+        for vs in &loaded.config.virtual_servers {
+            if let (planes::Kind::Ipvs, Some(why)) = planes::route(planes::Kind::Xdp, vs) {
+                eprintln!("virtual_server {}: IPVS data plane ({why})", vs.key);
+            }
+        }
         eprintln!("{}", verdict(&loaded));
     }
     loaded.exit_code() as u8

@@ -19,8 +19,9 @@ use tracing::{error, info, warn};
 use super::{
     Args,
     desired::{self, AdminOverrides, Health, HealthMap},
-    interfaces, log_diagnostics,
+    log_diagnostics,
     neigh::Resolver,
+    planes::Planes,
     snapshot, summary,
 };
 use crate::{
@@ -31,13 +32,9 @@ use crate::{
         self,
         protocol::{AdminAction, Command, RealTarget, Response},
     },
-    dataplane::{
-        Dataplane,
-        xdp::{self, XdpProgram},
-    },
     metrics::Metrics,
     state::{DesiredState, NextHop},
-    status::{AdminState, InterfaceView},
+    status::AdminState,
     vrrp::{
         self, Vrrp,
         notify::{self as vrrp_notify, NotifyState, Subject},
@@ -52,8 +49,7 @@ pub struct Daemon {
     pub(super) args: Args,
     pub(super) config: Config,
     pub(super) admin: AdminOverrides,
-    pub(super) xdp: XdpProgram,
-    pub(super) interfaces: Vec<InterfaceView>,
+    pub(super) planes: Planes,
     pub(super) desired: DesiredState,
     pub(super) generation: u64,
     pub(super) reloads_ok: u64,
@@ -85,7 +81,6 @@ pub struct Daemon {
 impl Daemon {
     pub async fn start(args: Args, config: Config) -> Result<Self> {
         info!("{}: {}", args.file.display(), summary(&config));
-        let names = interfaces(&args, &config)?;
         // The socket first: it refuses to start a second daemon before that
         // one could touch the running data plane.
         let listener = ctl::server::bind(&args.socket, ctl::server::DEFAULT_MODE)
@@ -93,24 +88,13 @@ impl Daemon {
         let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
             .await
             .with_context(|| format!("metrics endpoint {}", args.metrics_listen))?;
-        let opts = xdp::LoadOptions { pin_dir: Some(args.bpffs_dir.clone()), ..Default::default() };
-        let mut xdp = XdpProgram::load_with(opts).context("loading the XDP program")?;
-        if xdp.adopted() {
-            info!("adopted the data plane pinned in {}: connections continue", args.bpffs_dir.display());
-        }
-        let mut views = Vec::new();
-        for iface in &names {
-            let mode = xdp.attach(iface)?;
-            info!(iface = %iface, mode = %mode, "attached XDP program to {iface} ({mode} mode)");
-            views.push(InterfaceView { name: iface.clone(), attach_mode: mode.to_string() });
-        }
+        let planes = Planes::start(&args, &config)?;
         let resolver = Resolver::new()?;
         let (tx, transitions) = mpsc::channel(1024);
         let (vrrp_tx, vrrp_events) = mpsc::channel(256);
-        let witness = xdp
-            .vrrp_witness()
-            .inspect_err(|e| warn!("VRRP runs without the XDP advert record: {e}"))
-            .ok();
+        let witness = planes.xdp.as_ref().and_then(|x| {
+            x.vrrp_witness().inspect_err(|e| warn!("VRRP runs without the XDP advert record: {e}")).ok()
+        });
         let (track_tx, track_rx) = mpsc::channel(256);
         // Seeds the checks' warmup spread; it need not be unpredictable.
         let seed = std::time::SystemTime::now()
@@ -133,8 +117,7 @@ impl Daemon {
             args,
             config,
             admin: AdminOverrides::new(),
-            xdp,
-            interfaces: views,
+            planes,
             desired: DesiredState::default(),
             generation: 1,
             reloads_ok: 0,
@@ -351,19 +334,23 @@ impl Daemon {
     }
 
     fn apply(&mut self) -> Result<()> {
-        let hops = &self.hops;
-        let (state, skipped, lost) =
-            desired::build(&self.config, &self.admin, &self.health, self.quorum_lost.as_ref(), &|ip| hops.get(&ip).copied());
+        let (xdp_state, ipvs_state, skipped, lost) =
+            self.planes.desired(&self.config, &self.admin, &self.health, self.quorum_lost.as_ref(), &self.hops);
+        let state = DesiredState { services: xdp_state.services.iter().chain(&ipvs_state.services).cloned().collect() };
         let now: BTreeSet<String> = skipped.iter().map(|s| format!("{}: {}", s.what, s.why)).collect();
         for line in now.difference(&self.reported) {
             warn!("not forwarding to {line}");
         }
         self.reported = now;
         self.track_quorum(lost);
-        if state == self.desired {
+        // IPVS is reconciled every time: someone else may have changed it.
+        if state == self.desired && self.planes.ipvs.is_none() {
             return Ok(());
         }
-        let report = self.xdp.apply(&state)?;
+        let report = self.planes.apply(&self.config, &xdp_state, &ipvs_state, state != self.desired)?;
+        if report == Default::default() && state == self.desired {
+            return Ok(());
+        }
         if report == Default::default() {
             info!("data plane already in sync");
             self.desired = state;
@@ -433,7 +420,8 @@ impl Daemon {
     /// Tells the XDP program which instances run, so it records their
     /// adverts (and drops malformed and foreign ones on their interfaces).
     fn watch_vrrp(&mut self) {
-        if let Err(e) = self.xdp.set_vrrp_instances(&self.vrrp.watches()) {
+        let Some(xdp) = self.planes.xdp.as_mut() else { return };
+        if let Err(e) = xdp.set_vrrp_instances(&self.vrrp.watches()) {
             error!("XDP VRRP advert fast path: {e}");
         }
     }

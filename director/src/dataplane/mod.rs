@@ -1,6 +1,7 @@
 //! Data planes: where the desired services end up. One trait, so XDP and
-//! (later) IPVS are driven and tested the same way.
+//! IPVS are driven and tested the same way.
 
+pub mod ipvs;
 pub mod maglev;
 pub mod sched;
 pub mod xdp;

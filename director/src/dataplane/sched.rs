@@ -33,13 +33,13 @@ pub fn plan(sched: &str) -> Option<Plan> {
         // flows, just not strictly in turn: no warning for that.
         "rr" => p(hash_by::FLOW, Equal, None),
         "wrr" => p(hash_by::FLOW, Proportional, None),
-        "lc" | "wlc" | "sed" | "nq" => p(hash_by::FLOW, Proportional, Some("least-connection scheduling needs per-server connection counts that XDP does not keep; weighted consistent hashing is used instead (exact behaviour needs the IPVS data plane, which is not available yet)")),
+        "lc" | "wlc" | "sed" | "nq" => p(hash_by::FLOW, Proportional, Some("least-connection scheduling needs per-server connection counts that XDP does not keep; weighted consistent hashing is used instead (`director_dataplane ipvs` in this virtual_server gives IPVS's exact behaviour)")),
         "sh" => p(hash_by::SOURCE, Proportional, None),
         "mh" => p(hash_by::SOURCE, Proportional, None),
         "dh" => p(hash_by::DEST, Proportional, None),
-        "lblc" | "lblcr" => p(hash_by::DEST, Proportional, Some("locality-based scheduling is approximated by destination hashing (dh): no per-server load check")),
+        "lblc" | "lblcr" => p(hash_by::DEST, Proportional, Some("locality-based scheduling is approximated by destination hashing (dh): no per-server load check (`director_dataplane ipvs` in this virtual_server gives IPVS's exact behaviour)")),
         "fo" => p(hash_by::FLOW, HighestOnly, None),
-        "ovf" => p(hash_by::FLOW, HighestOnly, Some("ovf overflow to the next server needs connection counts; XDP behaves as fo (highest weight only)")),
+        "ovf" => p(hash_by::FLOW, HighestOnly, Some("ovf overflow to the next server needs connection counts; XDP behaves as fo (highest weight only) (`director_dataplane ipvs` in this virtual_server gives IPVS's exact behaviour)")),
         _ => None,
     }
 }

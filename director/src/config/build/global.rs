@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use super::{Cx, Parent};
 use crate::config::keywords::Ctx;
-use crate::config::model::{GlobalDefs, SmtpServer};
+use crate::config::model::{GlobalDefs, LvsTimeouts, SmtpServer};
 use crate::config::parser::Node;
 use crate::config::values;
 
@@ -16,6 +16,7 @@ pub fn global_defs(cx: &mut Cx, node: &Node, g: &mut GlobalDefs) {
         };
         match kw.as_ref() {
             "router_id" => g.router_id = cx.string(n).or(g.router_id.take()),
+            "lvs_timeouts" => lvs_timeouts(cx, n, &mut g.lvs_timeouts),
             "notification_email" => {
                 for e in cx.entries(n) {
                     cx.no_args(e, 0);
@@ -131,4 +132,47 @@ fn smtp_server(cx: &mut Cx, n: &Node) -> Option<SmtpServer> {
         host: host.text.clone(),
         port,
     })
+}
+
+/// `lvs_timeouts [tcp N] [tcpfin N] [udp N]`, seconds as keepalived takes them.
+fn lvs_timeouts(cx: &mut Cx, n: &Node, t: &mut LvsTimeouts) {
+    cx.no_block(n);
+    let mut args = n.args.iter();
+    while let Some(name) = args.next() {
+        let slot = match name.text.as_str() {
+            "tcp" => &mut t.tcp,
+            "tcpfin" => &mut t.tcpfin,
+            "udp" => &mut t.udp,
+            _ => {
+                cx.diags.error(&name.pos, format!("`lvs_timeouts` takes `tcp N`, `tcpfin N` and `udp N`, not `{}`", name.text));
+                return;
+            }
+        };
+        let Some(value) = args.next() else {
+            cx.diags.error(&name.pos, format!("`lvs_timeouts {}` needs a number of seconds", name.text));
+            return;
+        };
+        match values::int(&value.text, 1, 86_400 * 31) {
+            Ok(v) => *slot = Some(v),
+            Err(e) => cx.bad(n, value, &e, ""),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::config::{LoadOptions, LvsTimeouts, load_str};
+
+    #[test]
+    fn lvs_timeouts_take_any_subset_and_reject_unknown_names() {
+        let conf = "global_defs {\n    lvs_timeouts tcp 900 udp 120\n}\n";
+        let loaded = load_str(conf, "t.conf", &LoadOptions::default());
+        assert!(loaded.diagnostics.is_empty(), "{:?}", loaded.diagnostics);
+        assert_eq!(loaded.config.global.lvs_timeouts, LvsTimeouts { tcp: Some(900), tcpfin: None, udp: Some(120) });
+        let bad = load_str("global_defs {\n    lvs_timeouts tcp 900 sctp 5\n}\n", "t.conf", &LoadOptions::default());
+        assert!(bad.has_errors());
+        assert!(bad.diagnostics[0].to_string().starts_with("t.conf:2:26: error: `lvs_timeouts` takes"), "{}", bad.diagnostics[0]);
+        let missing = load_str("global_defs {\n    lvs_timeouts tcp\n}\n", "t.conf", &LoadOptions::default());
+        assert!(missing.diagnostics[0].to_string().contains("`lvs_timeouts tcp` needs a number"), "{}", missing.diagnostics[0]);
+    }
 }

@@ -9,6 +9,7 @@ use super::{Cx, Parent};
 use crate::config::diag::Pos;
 use crate::config::keywords::{self, CheckerKind, Ctx};
 use crate::config::model::{
+    DataplaneChoice,
     Check, CheckCommon, Checker, Config, DnsCheck, Family, FileCheck, HttpCheck, LvsMethod,
     MiscCheck, Protocol, RealServer, Script, SmtpCheck, SorryServer, Tunnel, TunnelKind, UdpCheck,
     Url,
@@ -201,6 +202,7 @@ pub fn virtual_server(cx: &mut Cx, node: &Node, config: &mut Config) {
         delay_loop: DEFAULT_DELAY_LOOP,
         inhibit_on_failure: false,
         real_servers: Vec::new(),
+        director_dataplane: None,
     };
     let mut inh = Inherit::default();
     let mut protocol_set = false;
@@ -259,6 +261,17 @@ pub fn virtual_server(cx: &mut Cx, node: &Node, config: &mut Config) {
             "persistence_engine" => vs.persistence_engine = cx.string(n),
             "ha_suspend" => vs.ha_suspend = cx.bare(n),
             "ops" => vs.ops = cx.bare(n),
+            "director_dataplane" => {
+                cx.no_block(n);
+                cx.no_args(n, 1);
+                if let Some(a) = cx.arg(n, 0, "xdp or ipvs") {
+                    match values::choice(&a.text, &["xdp", "ipvs"]) {
+                        Ok("xdp") => vs.director_dataplane = Some(DataplaneChoice::Xdp),
+                        Ok(_) => vs.director_dataplane = Some(DataplaneChoice::Ipvs),
+                        Err(e) => cx.bad(n, a, &e, ""),
+                    }
+                }
+            }
             "smtp_alert" => vs.smtp_alert = Some(cx.flag(n)),
             "omega" => vs.omega = cx.bare(n),
             "quorum" => vs.quorum = cx.int(n, 1, i64::from(u32::MAX), "").unwrap_or(vs.quorum),
@@ -958,8 +971,12 @@ mod tests {
 
 /// Where the XDP data plane will not do what IPVS would with this service,
 /// the operator hears it from `--config-test`, at the line that decides it.
+/// A service that goes to IPVS (`director_dataplane ipvs`, fwmark, SCTP)
+/// has no such difference.
 fn xdp_differences(cx: &mut Cx, vs: &VirtualServer, label: &str, sched_at: Option<&Pos>, vs_at: &Pos, fwmark: bool) {
-    if let Some(note) = crate::dataplane::sched::plan(&vs.lvs_sched).and_then(|p| p.note) {
+    let plan = crate::dataplane::sched::plan(&vs.lvs_sched);
+    let on_ipvs = vs.director_dataplane == Some(DataplaneChoice::Ipvs) || fwmark || vs.protocol == Protocol::Sctp;
+    if let Some(note) = plan.and_then(|p| p.note).filter(|_| !on_ipvs) {
         let msg = match sched_at {
             Some(_) => format!("`{label}`: lvs_sched {}: {note}", vs.lvs_sched),
             None => format!("`{label}` has no lvs_sched, so keepalived's default {}: {note}", vs.lvs_sched),
@@ -969,13 +986,13 @@ fn xdp_differences(cx: &mut Cx, vs: &VirtualServer, label: &str, sched_at: Optio
     if fwmark {
         cx.diags.warn(
             vs_at,
-            format!("`{label}`: firewall marks are set by netfilter, after XDP has run, so the XDP data plane cannot see them; this service needs the IPVS data plane, which is not available yet"),
+            format!("`{label}`: firewall marks are set by netfilter, after XDP has run, so the XDP data plane cannot see them; this service goes to the IPVS data plane"),
         );
     }
     if vs.protocol == Protocol::Sctp {
         cx.diags.warn(
             vs_at,
-            format!("`{label}`: the XDP data plane forwards TCP and UDP only; this SCTP service needs the IPVS data plane, which is not available yet"),
+            format!("`{label}`: the XDP data plane forwards TCP and UDP only; this SCTP service goes to the IPVS data plane"),
         );
     }
 }

@@ -426,6 +426,9 @@ pub fn proto_number(p: Proto) -> u8 {
     match p {
         Proto::Tcp => PROTO_TCP,
         Proto::Udp => PROTO_UDP,
+        // Never handed to XDP: the daemon routes them to IPVS.
+        Proto::Sctp => 132,
+        Proto::Fwmark(_) => 0,
     }
 }
 

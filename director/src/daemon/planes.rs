@@ -1,0 +1,271 @@
+//! Which data plane serves which service: `--dataplane xdp|ipvs|auto`,
+//! `director_dataplane` per virtual_server, and services only IPVS can
+//! serve (fwmark, SCTP).
+
+use std::{borrow::Cow, collections::BTreeMap, net::IpAddr};
+
+use anyhow::{Context, Result};
+use tracing::{info, warn};
+
+use super::{
+    desired::{self, AdminOverrides, HealthMap, QuorumLost, Skipped},
+    Args,
+};
+use crate::{
+    config::{Config, DataplaneChoice, LvsTimeouts, Protocol, VirtualServer, VsKey},
+    dataplane::{
+        ApplyReport, Dataplane,
+        ipvs::{Ipvs, IpvsError, Live, Timeouts},
+        xdp::{self, XdpProgram},
+    },
+    state::{DesiredState, NextHop},
+    status::InterfaceView,
+};
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The XDP program only.
+    Xdp,
+    /// Kernel IPVS only, through its generic netlink family.
+    Ipvs,
+    /// XDP, or IPVS when XDP cannot be loaded or attached.
+    Auto,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Xdp,
+    Ipvs,
+}
+
+/// Where a virtual server goes, given the default data plane, and why
+/// when that is not the default.
+pub fn route(default: Kind, vs: &VirtualServer) -> (Kind, Option<&'static str>) {
+    if matches!(vs.key, VsKey::Fwmark(_)) {
+        return (Kind::Ipvs, Some("fwmark service"));
+    }
+    if vs.protocol == Protocol::Sctp {
+        return (Kind::Ipvs, Some("SCTP service"));
+    }
+    match vs.director_dataplane {
+        Some(DataplaneChoice::Ipvs) => (Kind::Ipvs, (default != Kind::Ipvs).then_some("director_dataplane ipvs")),
+        Some(DataplaneChoice::Xdp) => (Kind::Xdp, (default != Kind::Xdp).then_some("director_dataplane xdp")),
+        None => (default, None),
+    }
+}
+
+pub struct Planes {
+    pub xdp: Option<XdpProgram>,
+    pub ipvs: Option<Ipvs>,
+    /// Where services without `director_dataplane` go.
+    pub default: Kind,
+    pub interfaces: Vec<InterfaceView>,
+    /// Set once opening IPVS failed: not retried every refresh.
+    ipvs_failed: bool,
+}
+
+impl Planes {
+    pub fn start(args: &Args, config: &Config) -> Result<Self> {
+        let mut planes = Planes { xdp: None, ipvs: None, default: Kind::Xdp, interfaces: Vec::new(), ipvs_failed: false };
+        match args.dataplane {
+            Mode::Xdp => planes.start_xdp(args, config)?,
+            Mode::Ipvs => {
+                planes.default = Kind::Ipvs;
+                planes.ipvs = Some(open_ipvs().context("--dataplane ipvs")?);
+                info!("data plane: IPVS (--dataplane ipvs)");
+            }
+            Mode::Auto => {
+                if let Err(e) = planes.start_xdp(args, config) {
+                    warn!("XDP cannot run here ({e:#}); falling back to the IPVS data plane");
+                    planes.default = Kind::Ipvs;
+                    planes.ipvs = Some(open_ipvs().context("IPVS, the fallback after XDP failed")?);
+                    info!("data plane: IPVS (--dataplane auto, XDP unavailable)");
+                }
+            }
+        }
+        if planes.ipvs.is_none() && config.virtual_servers.iter().any(|vs| route(planes.default, vs).0 == Kind::Ipvs) {
+            planes.ensure_ipvs();
+        }
+        Ok(planes)
+    }
+
+    fn start_xdp(&mut self, args: &Args, config: &Config) -> Result<()> {
+        let names = super::interfaces(args, config)?;
+        let opts = xdp::LoadOptions { pin_dir: Some(args.bpffs_dir.clone()), ..Default::default() };
+        let mut prog = XdpProgram::load_with(opts).context("loading the XDP program")?;
+        if prog.adopted() {
+            info!("adopted the data plane pinned in {}: connections continue", args.bpffs_dir.display());
+        }
+        for iface in &names {
+            let mode = match prog.attach(iface) {
+                Ok(mode) => mode,
+                Err(e) => {
+                    // What this attempt pinned would otherwise outlive it.
+                    if !prog.adopted() {
+                        drop(prog);
+                        self.interfaces.clear();
+                        if let Err(c) = XdpProgram::cleanup(&args.bpffs_dir) {
+                            warn!("removing the XDP pins of the failed attempt: {c}");
+                        }
+                    }
+                    return Err(e).with_context(|| format!("attaching XDP to {iface}"));
+                }
+            };
+            info!(iface = %iface, mode = %mode, "attached XDP program to {iface} ({mode} mode)");
+            self.interfaces.push(InterfaceView { name: iface.clone(), attach_mode: mode.to_string() });
+        }
+        info!("data plane: XDP on {}", names.join(", "));
+        self.xdp = Some(prog);
+        Ok(())
+    }
+
+    /// Opens IPVS for the services that need it; false (and one warning)
+    /// when this kernel has none.
+    fn ensure_ipvs(&mut self) -> bool {
+        if self.ipvs.is_none() && !self.ipvs_failed {
+            match open_ipvs() {
+                Ok(i) => {
+                    info!("IPVS data plane opened for the services that need it");
+                    self.ipvs = Some(i);
+                }
+                Err(e) => {
+                    warn!("{e:#}");
+                    self.ipvs_failed = true;
+                }
+            }
+        }
+        self.ipvs.is_some()
+    }
+
+    /// The desired state of each plane (XDP's with resolved next hops;
+    /// IPVS routes by itself), and what neither can serve.
+    pub fn desired(
+        &mut self,
+        config: &Config,
+        admin: &AdminOverrides,
+        health: &HealthMap,
+        lost_before: Option<&QuorumLost>,
+        hops: &BTreeMap<IpAddr, NextHop>,
+    ) -> (DesiredState, DesiredState, Vec<Skipped>, QuorumLost) {
+        let (mut to_xdp, mut to_ipvs) = (Vec::new(), Vec::new());
+        for vs in &config.virtual_servers {
+            match route(self.default, vs).0 {
+                Kind::Xdp => to_xdp.push(vs),
+                Kind::Ipvs => to_ipvs.push(vs),
+            }
+        }
+        let mut skipped = Vec::new();
+        let mut lost = QuorumLost::new();
+        let mut part = |list: Vec<&VirtualServer>, running: bool, why: &str, hop: &dyn Fn(IpAddr) -> Option<NextHop>| {
+            if list.is_empty() {
+                return DesiredState::default();
+            }
+            if !running {
+                skipped.extend(list.iter().map(|vs| Skipped { what: format!("virtual_server {}", vs.key), why: why.into() }));
+                return DesiredState::default();
+            }
+            let cfg = if list.len() == config.virtual_servers.len() {
+                Cow::Borrowed(config)
+            } else {
+                Cow::Owned(Config { virtual_servers: list.into_iter().cloned().collect(), ..config.clone() })
+            };
+            let (state, s, l) = desired::build(&cfg, admin, health, lost_before, hop);
+            skipped.extend(s);
+            lost.extend(l);
+            state
+        };
+        let xdp_running = self.xdp.is_some();
+        let xdp = part(to_xdp, xdp_running, "it asks for the XDP data plane, which is not running (--dataplane ipvs)", &|ip| {
+            hops.get(&ip).copied()
+        });
+        let ipvs_running = to_ipvs.is_empty() || self.ensure_ipvs();
+        let ipvs = part(to_ipvs, ipvs_running, "it needs the IPVS data plane, which this kernel does not offer", &|_| {
+            Some(NextHop::default())
+        });
+        (xdp, ipvs, skipped, lost)
+    }
+
+    /// Applies each plane's part. IPVS is applied every time: it is a diff
+    /// against IPVS's live table, which someone else may have changed.
+    pub fn apply(&mut self, config: &Config, xdp: &DesiredState, ipvs: &DesiredState, xdp_changed: bool) -> Result<ApplyReport> {
+        let mut report = ApplyReport::default();
+        if let Some(x) = self.xdp.as_mut().filter(|_| xdp_changed) {
+            report = x.apply(xdp)?;
+        }
+        if let Some(i) = self.ipvs.as_mut() {
+            let t = config.global.lvs_timeouts;
+            if t != LvsTimeouts::default() {
+                // 0 leaves a timeout as the kernel has it.
+                i.set_timeouts(Timeouts { tcp: t.tcp.unwrap_or(0), tcp_fin: t.tcpfin.unwrap_or(0), udp: t.udp.unwrap_or(0) })?;
+            }
+            let r = i.apply(ipvs)?;
+            report.services_added += r.services_added;
+            report.services_removed += r.services_removed;
+            report.services_changed += r.services_changed;
+        }
+        Ok(report)
+    }
+
+    /// IPVS's table and counters, for directorctl and metrics.
+    pub fn ipvs_live(&self) -> Option<Live> {
+        let ipvs = self.ipvs.as_ref()?;
+        match ipvs.read() {
+            Ok(l) => Some(l),
+            Err(e) => {
+                warn!("reading IPVS: {e}");
+                None
+            }
+        }
+    }
+
+    pub fn name(&self) -> String {
+        match (&self.xdp, &self.ipvs) {
+            (Some(_), Some(_)) => "xdp+ipvs".into(),
+            (None, Some(_)) => "ipvs".into(),
+            _ => "xdp".into(),
+        }
+    }
+}
+
+/// IPVS through netlink; loads ip_vs first if the kernel has it as a
+/// module not yet loaded, as keepalived does.
+fn open_ipvs() -> Result<Ipvs> {
+    match Ipvs::open() {
+        Err(IpvsError::NoIpvs) => {
+            let loaded = std::process::Command::new("modprobe").arg("ip_vs").status().is_ok_and(|s| s.success());
+            if loaded {
+                info!("loaded the ip_vs kernel module");
+            }
+            Ok(Ipvs::open()?)
+        }
+        r => Ok(r?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LoadOptions, load_str};
+
+    #[test]
+    fn fwmark_sctp_and_the_keyword_route_services() {
+        let conf = "
+virtual_server 10.0.0.1 80 { protocol TCP\n real_server 10.0.1.1 80 { } }
+virtual_server 10.0.0.1 81 { protocol TCP\n director_dataplane ipvs\n lvs_sched lc\n real_server 10.0.1.1 81 { } }
+virtual_server 10.0.0.1 82 { protocol TCP\n director_dataplane xdp\n real_server 10.0.1.1 82 { } }
+virtual_server fwmark 3 { real_server 10.0.1.1 80 { } }
+virtual_server 10.0.0.1 83 { protocol SCTP\n real_server 10.0.1.1 83 { } }
+";
+        let loaded = load_str(conf, "t.conf", &LoadOptions::default());
+        assert!(!loaded.has_errors(), "{:?}", loaded.diagnostics);
+        let vs = &loaded.config.virtual_servers;
+        let kinds = |d| vs.iter().map(|v| route(d, v).0).collect::<Vec<_>>();
+        use Kind::*;
+        assert_eq!(kinds(Xdp), [Xdp, Ipvs, Xdp, Ipvs, Ipvs]);
+        assert_eq!(kinds(Ipvs), [Ipvs, Ipvs, Xdp, Ipvs, Ipvs]);
+        assert_eq!(route(Xdp, &vs[1]).1, Some("director_dataplane ipvs"));
+        assert_eq!(route(Ipvs, &vs[1]).1, None);
+        // An lc service sent to IPVS draws no XDP-approximation warning.
+        assert!(!loaded.diagnostics.iter().any(|d| d.to_string().contains("lvs_sched lc")), "{:?}", loaded.diagnostics);
+    }
+}
