@@ -553,13 +553,10 @@ impl Lan {
         let ports: Vec<String> =
             self.nodes.iter().filter(|n| n.kind == Kind::Director).map(|n| n.port.clone()).collect();
         for p in &ports {
+            // The bridge floods frames for a MAC it no longer knows (the
+            // dead master's) to every port, the backup's too: its XDP
+            // program must leave them alone (they are not addressed to it).
             set_tx_csum(&self.switch, p, false)?;
-            // The XDP program forwards whatever reaches it, whatever the
-            // destination MAC; a bridge floods frames for a MAC it no
-            // longer knows (the dead master's) to every port, so the backup
-            // would forward them before it is master, and the failover
-            // measured would be the flooding's, not VRRP's.
-            self.switch.ip(&["link", "set", "dev", p, "type", "bridge_slave", "flood", "off"])?;
         }
         let passer = self.switch.enter(|| -> Result<XdpProgram> {
             let mut prog = XdpProgram::load_with(LoadOptions { ring_size: 3, max_conns: 16, ..Default::default() })?;

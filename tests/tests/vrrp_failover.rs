@@ -26,6 +26,9 @@ use director_tests::vrrp_lab::{Kind, failover_under_traffic};
 /// to the dead master), and scheduler lateness on a 2-core VM shared with
 /// builds (a few hundred ms seen). keepalived measures ~3.6 s here.
 const MARGIN: Duration = Duration::from_millis(1000);
+const ADVERT_INT: Duration = Duration::from_secs(1);
+/// Timer and poll granularity below the floor.
+const FLOOR_SLACK: Duration = Duration::from_millis(300);
 
 #[test]
 fn failover_with_live_traffic() -> Result<()> {
@@ -36,6 +39,15 @@ fn failover_with_live_traffic() -> Result<()> {
     println!("bench vrrp_failover failover_ms={} conns_lost={}", d.failover_ms, d.conns_lost);
     println!("long-lived connections stalled at most {:?} ms (TCP retransmission backoff)", d.stall_ms);
     ensure!(d.conns_lost == 0, "{} of the long-lived connections broke or never resumed", d.conns_lost);
+    // Nothing legitimate is faster than a Master_Down_Interval counted from
+    // the last advert heard before the kill (at most an advert_int earlier):
+    // quicker means the backup forwarded frames flooded for the dead master.
+    let floor = d.master_down.saturating_sub(ADVERT_INT + FLOOR_SLACK);
+    ensure!(
+        d.failover_ms as u128 >= floor.as_millis(),
+        "director failover took {} ms, less than VRRP allows ({floor:?}): the backup forwarded before it was master",
+        d.failover_ms
+    );
     let limit = d.master_down + MARGIN;
     ensure!(
         d.failover_ms as u128 <= limit.as_millis(),

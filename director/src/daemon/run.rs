@@ -417,6 +417,27 @@ impl Daemon {
         self.watch_vrrp();
     }
 
+    /// The destination MACs XDP forwards frames for on each interface: its
+    /// own, and the VMACs of the instances this director is master of.
+    fn update_local_macs(&mut self) {
+        let Some(xdp) = self.planes.xdp.as_mut() else { return };
+        let vmacs = self.vrrp.master_vmacs();
+        for iface in &self.planes.interfaces {
+            let (index, mac) = match crate::dataplane::xdp::link_mac(&iface.name) {
+                Ok(m) => m,
+                Err(e) => {
+                    warn!("destination MAC filter: {e}");
+                    continue;
+                }
+            };
+            let mut macs = vec![mac];
+            macs.extend(vmacs.iter().filter(|(i, _)| *i == index).map(|(_, m)| *m));
+            if let Err(e) = xdp.set_local_macs(index, &macs) {
+                warn!("destination MAC filter on {}: {e}", iface.name);
+            }
+        }
+    }
+
     /// Tells the XDP program which instances run, so it records their
     /// adverts (and drops malformed and foreign ones on their interfaces).
     fn watch_vrrp(&mut self) {
@@ -430,6 +451,9 @@ impl Daemon {
     /// instance's and group's alerts go out.
     fn on_vrrp(&mut self, e: vrrp::instance::Event) {
         let group = self.vrrp.on_event(&e);
+        if e.from != e.to {
+            self.update_local_macs();
+        }
         if e.from != e.to && e.to != vrrp::State::Initialize {
             let own = self.config.instances.iter().find(|i| i.name == e.instance).and_then(|i| i.smtp_alert);
             self.alert(false, &e.instance, e.to, own);

@@ -172,6 +172,16 @@ impl Vrrp {
         }
     }
 
+    /// (base interface index, VMAC) of every `use_vmac` instance that is
+    /// master now: frames to those MACs are ours to forward.
+    pub fn master_vmacs(&self) -> Vec<(u32, [u8; 6])> {
+        self.instances
+            .values()
+            .filter(|h| h.status.lock().unwrap().state == instance::state_name(super::State::Master))
+            .filter_map(|h| h.spec.vmac.as_ref().map(|v| (h.spec.iface.index, v.mac)))
+            .collect()
+    }
+
     /// The running instances, as the XDP advert fast path must know them.
     pub fn watches(&self) -> Vec<VrrpWatch> {
         self.instances.values().map(|h| h.spec.watch()).collect()
