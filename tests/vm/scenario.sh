@@ -115,8 +115,9 @@ section traffic_nat in_ns cl bash -c "$(declare -f http_get); http_get 10.0.0.9"
 section traffic_dr in_ns cl bash -c "$(declare -f http_get); http_get 10.0.0.10"
 counted() { ipvsadm -Ln --stats -t "$1" | awk '$1 == "->" && $3 > 0 { f = 1 } END { exit !f }'; }
 section traffic_counted wait_for 10 bash -c "$(declare -f counted); counted 10.0.0.9:80 && counted 10.0.0.10:80"
-section traffic_stats ipvsadm -Ln --stats --exact
-section traffic_list directorctl list --ipvsadm --stats --exact
+# The failing TCP_CHECK first: the two listings below must see one table.
 section health_down wait_for 20 bash -c '! ipvsadm -Ln -t 10.0.0.11:80 | grep -q 10.2.0.3:8080'
 section health_ipvsadm ipvsadm -Ln -t 10.0.0.11:80
+section traffic_stats ipvsadm -Ln --stats --exact
+section traffic_list directorctl list --ipvsadm --stats --exact
 echo "@@done"
