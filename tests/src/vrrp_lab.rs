@@ -27,7 +27,7 @@ use std::{
     process::{Child, Command, Output, Stdio},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU32, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -36,7 +36,9 @@ use std::{
 use anyhow::{Context, Result, bail, ensure};
 use director::dataplane::xdp::{LoadOptions, XdpProgram};
 
+pub use crate::files::workspace_bin;
 use crate::{
+    files::{TempDir, unique},
     netns::Netns,
     topo::{Mac, bridge, fmt_mac, mac, plug, set_tx_csum, sysctl},
 };
@@ -187,31 +189,6 @@ pub fn dr_service() -> String {
 // ---------------------------------------------------------------------------
 // Processes
 
-fn unique() -> u32 {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// A built binary of this workspace: next to this executable (the bench
-/// binary) or one directory up (a test in target/<profile>/deps).
-pub fn workspace_bin(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let here = exe.parent().context("executable without a directory")?;
-    let candidates = [Some(here), here.parent()];
-    candidates
-        .into_iter()
-        .flatten()
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
-        .with_context(|| {
-            format!(
-                "no {name} next to {} or one directory up: build it with `cargo build -p director --bins` \
-                 (cargo test / nextest from the workspace root do)",
-                exe.display()
-            )
-        })
-}
-
 /// Runs `cmd` to completion, killing it after `timeout`.
 fn run_bounded(cmd: &mut Command, timeout: Duration) -> Result<Output> {
     let what = format!("{:?}", cmd.get_program());
@@ -237,24 +214,6 @@ fn signal(pid: i32, sig: libc::c_int) -> Result<()> {
     // SAFETY: plain kill(2); a negative pid names our child's process group.
     ensure!(unsafe { libc::kill(pid, sig) } == 0, "kill({pid}, {sig}): {}", std::io::Error::last_os_error());
     Ok(())
-}
-
-/// A directory under the temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Result<TempDir> {
-        let p = std::env::temp_dir().join(format!("director-vrrp-{tag}-{}-{}", std::process::id(), unique()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
-        Ok(TempDir(p))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -498,7 +457,7 @@ impl Lan {
             plug(&switch, "br0", &port, &ns, "eth0")?;
             let ip = node_ip(i);
             ns.ip(&["addr", "add", &format!("{ip}/24"), "dev", "eth0"])?;
-            let dir = TempDir::new(&format!("{tag}-{name}"))?;
+            let dir = TempDir::new(&format!("vrrp-{tag}-{name}"))?;
             nodes.push(Node {
                 kind: *kind,
                 ip,

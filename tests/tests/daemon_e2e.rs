@@ -40,7 +40,7 @@ use std::{
     process::{Child, Command, ExitStatus, Stdio},
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU32, Ordering},
+        atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
     time::{Duration, Instant},
@@ -49,6 +49,7 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use director::dataplane::xdp::{AttachMode, LoadOptions, XdpProgram};
 use director_tests::{
+    files::{TempDir, unique, workspace_bin},
     netns::Netns,
     topo::{bridge, plug, set_tx_csum, sysctl},
 };
@@ -748,8 +749,8 @@ impl Lab {
     /// wrr service on the VIP with all three real servers at weight 1).
     fn with_config(tag: &str, conf_text: &str) -> Result<Lab> {
         let started = Instant::now();
-        let director = bin("director")?;
-        let ctl = bin("directorctl")?;
+        let director = workspace_bin("director")?;
+        let ctl = workspace_bin("directorctl")?;
 
         let switch = Netns::new(&format!("{tag}-sw"))?;
         let client = Netns::new(&format!("{tag}-cli"))?;
@@ -785,7 +786,7 @@ impl Lab {
             .map(|(ns, name)| LineServer::start(ns, SocketAddr::from(([0, 0, 0, 0], VIP_PORT)), name))
             .collect::<Result<Vec<_>>>()?;
 
-        let tmp = TempDir::new(tag)?;
+        let tmp = TempDir::new(&format!("e2e-{tag}"))?;
         let conf = tmp.0.join("director.conf");
         fs::write(&conf, conf_text)?;
         let bpffs = PathBuf::from(format!("/sys/fs/bpf/director-test-{tag}-{}-{}", std::process::id(), unique()));
@@ -1297,22 +1298,6 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 }
 
 
-/// The sibling of the test executable: target/<profile>/deps/.. /NAME.
-fn bin(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().and_then(Path::parent).with_context(|| format!("no profile directory above {}", exe.display()))?;
-    let path = dir.join(name);
-    ensure!(
-        path.is_file(),
-        "{} does not exist (looked next to the test executable {}): run the tests from the workspace root \
-         (`cargo test` or `cargo nextest run`, which build the director package's binaries), or build them with \
-         `cargo build -p director --bins`",
-        path.display(),
-        exe.display()
-    );
-    Ok(path)
-}
-
 // ---------------------------------------------------------------------------
 // Processes, threads, files
 
@@ -1392,29 +1377,6 @@ fn spawn_in<T: Send + 'static>(
 /// Signed milliseconds from `origin` to `t`.
 fn ms_since(origin: Instant, t: Instant) -> i128 {
     t.saturating_duration_since(origin).as_millis() as i128 - origin.saturating_duration_since(t).as_millis() as i128
-}
-
-fn unique() -> u32 {
-    static NEXT: AtomicU32 = AtomicU32::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-/// A directory under the temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> Result<TempDir> {
-        let p = std::env::temp_dir().join(format!("director-e2e-{tag}-{}-{}", std::process::id(), unique()));
-        let _ = fs::remove_dir_all(&p);
-        fs::create_dir_all(&p).with_context(|| format!("creating {}", p.display()))?;
-        Ok(TempDir(p))
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -10,7 +10,10 @@ use std::{
 };
 
 use anyhow::{Context, Result, ensure};
-use director_tests::vm::{self, Image, Kernel};
+use director_tests::{
+    files::{TempDir, workspace_bin},
+    vm::{self, Image, Kernel},
+};
 
 /// Boot plus scenario take about 30 s under TCG here; generous for a busy CI.
 const LIMIT: Duration = Duration::from_secs(300);
@@ -20,9 +23,9 @@ fn ipvs_data_plane_in_a_vm() -> Result<()> {
     let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let kernel = Kernel::prepared(&ws)?;
     let vmdir = ws.join("tests/vm");
-    let work = tempdir(&ws)?;
+    let work = TempDir::under(&ws.join("target/vm"), &format!("run-{}", std::process::id()))?;
     let image = Image {
-        programs: vec![bin("director")?, bin("directorctl")?, which("ipvsadm")?, which("ip")?],
+        programs: vec![workspace_bin("director")?, workspace_bin("directorctl")?, which("ipvsadm")?, which("ip")?],
         files: ["a.conf", "b.conf", "c.conf"].iter().map(|f| (vmdir.join(f), format!("/vm/{f}"))).collect(),
         script: &std::fs::read_to_string(vmdir.join("scenario.sh"))?,
     };
@@ -179,29 +182,6 @@ fn same(out: &Sections, a: &str, b: &str) -> Result<()> {
     out.ok(a)?;
     ensure!(out.get(a)? == out.get(b)?, "`{a}` and `{b}` differ:\n--- {a}\n{}--- {b}\n{}", out.get(a)?, out.get(b)?);
     Ok(())
-}
-
-/// A work directory under target/ that goes away with the test.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempdir(ws: &Path) -> Result<TempDir> {
-    let dir = ws.join(format!("target/vm/run-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(TempDir(dir))
-}
-
-/// The director package's binaries, next to this test's executable.
-fn bin(name: &str) -> Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let path = exe.parent().and_then(Path::parent).context("no profile directory")?.join(name);
-    ensure!(path.is_file(), "{} does not exist: build it with `cargo build -p director --bins`", path.display());
-    Ok(path)
 }
 
 fn which(name: &str) -> Result<PathBuf> {
