@@ -269,7 +269,7 @@ pub async fn start(
         state: State::Initialize,
         track_fault: false,
         sync_fault: false,
-        holding: false,
+        holding: None,
         reject_log: BTreeMap::new(),
     };
     let task = tokio::spawn(driver.run(sock, rx, track, resume_master));
@@ -307,7 +307,10 @@ struct Driver {
     /// FAULT from our own tracking, and from a sync-group sibling.
     track_fault: bool,
     sync_fault: bool,
-    holding: bool,
+    /// Whether the VIPs are on; None until the first transition decides,
+    /// which makes it act whatever a previous daemon left behind (a
+    /// killed master's VIPs come off when this one starts as backup).
+    holding: Option<bool>,
     /// Last log time and drops since, per reject reason.
     reject_log: BTreeMap<&'static str, (Instant, u64)>,
 }
@@ -545,7 +548,7 @@ impl Driver {
     /// Adds (master) or removes the VIPs; becoming master also starts the
     /// gratuitous ARP / NA schedule, leaving it stops it.
     async fn hold(&mut self, on: bool) {
-        if self.holding == on {
+        if self.holding == Some(on) {
             return;
         }
         let name = &self.spec.config.name;
@@ -555,7 +558,7 @@ impl Driver {
                 warn!("VRRP_Instance({name}) {e}");
             }
         }
-        self.holding = on;
+        self.holding = Some(on);
         self.garp = on.then(|| {
             let mut rest = Box::new(self.spec.garp.bursts(self.now()));
             Announcements { next: rest.next(), rest }
