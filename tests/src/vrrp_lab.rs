@@ -345,7 +345,7 @@ impl Node {
 
     /// SIGKILL to the node's process group (keepalived's VRRP child too:
     /// killing only its parent would let the child exit gracefully).
-    fn kill(&self) -> Result<()> {
+    pub fn kill(&self) -> Result<()> {
         let mut slot = self.child.lock().unwrap();
         let Some(child) = slot.as_mut() else { return Ok(()) };
         signal(-(child.id() as i32), libc::SIGKILL)?;

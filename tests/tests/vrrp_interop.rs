@@ -283,3 +283,28 @@ fn auth_mismatch(tag: &str, a: Kind, b: Kind) -> Result<()> {
         Ok(())
     })())
 }
+
+/// A director master killed outright (SIGKILL, its port still up) leaves
+/// its VIP on eth0. keepalived takes over at a higher priority; when the
+/// director comes back it starts as backup and must take the stale VIP
+/// off, or two nodes would answer ARP for it.
+#[test]
+fn restarted_director_removes_the_vip_a_killed_master_left() -> Result<()> {
+    let lan = Lan::new("dk-stale", &[Director, Keepalived])?;
+    lan.explain((|| {
+        let (d, k) = (lan.nodes[0].name.clone(), lan.nodes[1].name.clone());
+        lan.configure(0, &Instance::new(V2, Multicast, true, LOW), "")?;
+        lan.node(&d).start()?;
+        lan.wait_holder(&d, TAKE_TIMEOUT)?;
+        lan.node(&d).kill()?;
+        ensure!(lan.node(&d).holds(lan.vip())?, "SIGKILL should leave the VIP on {d}'s eth0");
+        lan.configure(1, &Instance::new(V2, Multicast, true, HIGH), "")?;
+        lan.node(&k).start()?;
+        // keepalived is master now; the director's eth0 still has the VIP.
+        lan.wait_holders(&[&d, &k], TAKE_TIMEOUT)?;
+        lan.node(&d).start()?;
+        let t = lan.wait_holder(&k, TAKE_TIMEOUT)?;
+        println!("dk-stale: the restarted {d} dropped the stale VIP {t:.2?} after it was up");
+        Ok(())
+    })())
+}
