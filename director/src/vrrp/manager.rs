@@ -12,10 +12,10 @@ use super::{
     sync::{GroupChange, SyncGroups},
 };
 use crate::{
+    config::Config,
     dataplane::xdp::{VrrpWatch, VrrpWitness},
     status::VrrpView,
 };
-use crate::config::Config;
 
 pub struct Vrrp {
     instances: BTreeMap<String, InstanceHandle>,
