@@ -461,13 +461,9 @@ impl Daemon {
         if let Some(g) = group {
             info!("VRRP_Group({}) Entering {} STATE", g.group, vrrp::instance::state_name(g.state));
             if let Some(sg) = self.config.sync_groups.iter().find(|s| s.name == g.group) {
-                let state = match g.state {
-                    vrrp::State::Master => Some(NotifyState::Master),
-                    vrrp::State::Backup => Some(NotifyState::Backup),
-                    vrrp::State::Fault => Some(NotifyState::Fault),
-                    vrrp::State::Initialize => None,
-                };
-                if let Some(state) = state {
+                // A group reaches no STOP of its own: its members stop.
+                if g.state != vrrp::State::Initialize {
+                    let state = NotifyState::of(g.state);
                     vrrp_notify::notify(&sg.notify, &self.config.global, Subject::Group(&g.group), state, 0);
                 }
                 self.alert(true, &g.group, g.state, sg.smtp_alert);

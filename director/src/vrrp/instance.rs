@@ -610,12 +610,7 @@ impl Driver {
         let name = &self.spec.config.name;
         let word = if to == State::Initialize { "STOP" } else { state_name(to) };
         info!("VRRP_Instance({name}) Entering {word} STATE (priority {priority})");
-        let state = match to {
-            State::Master => NotifyState::Master,
-            State::Backup => NotifyState::Backup,
-            State::Fault => NotifyState::Fault,
-            State::Initialize => NotifyState::Stop,
-        };
+        let state = NotifyState::of(to);
         self.scripts = Some(notify::notify(&self.spec.config.notify, &self.spec.global, Subject::Instance(name), state, priority));
         self.report_from(from, to);
     }

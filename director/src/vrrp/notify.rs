@@ -28,6 +28,17 @@ pub enum NotifyState {
 }
 
 impl NotifyState {
+    /// The scripts' name for a state machine state; leaving Initialize's
+    /// counterpart is stopping.
+    pub fn of(state: super::State) -> NotifyState {
+        match state {
+            super::State::Master => NotifyState::Master,
+            super::State::Backup => NotifyState::Backup,
+            super::State::Fault => NotifyState::Fault,
+            super::State::Initialize => NotifyState::Stop,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             NotifyState::Master => "MASTER",
