@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use director_common::{
     lb::{
-        Conn, DEFAULT_MAX_CONNS, DEFAULT_RING_SIZE, FlowKey, LocalMacs, MAX_LOCAL_IFINDEX, MAX_REALS,
+        Conn, DEFAULT_MAX_CONNS, DEFAULT_RING_SLOTS, FlowKey, LocalMacs, MAX_LOCAL_IFINDEX, MAX_REALS,
         MAX_SERVICE_KEYS, MAX_SERVICES, Persist, PersistKey, Real, Service, ServiceKey, TrafficCounter,
     },
     stats::{Counter, STATS_SLOTS},
@@ -26,9 +26,10 @@ pub static SERVICES: HashMap<ServiceKey, Service> = HashMap::with_max_entries(MA
 #[map]
 pub static VIPS: HashMap<ServiceKey, u32> = HashMap::with_max_entries(MAX_SERVICE_KEYS, 0);
 
-/// MAX_SERVICES Maglev rings of RING_SIZE slots, each slot a REALS index.
+/// Every service's Maglev ring (`Service::ring_base`, `ring_size`), each
+/// slot a REALS index; userspace may resize the pool at load time.
 #[map]
-pub static RINGS: Array<u32> = Array::with_max_entries(MAX_SERVICES * DEFAULT_RING_SIZE, 0);
+pub static RINGS: Array<u32> = Array::with_max_entries(DEFAULT_RING_SLOTS, 0);
 
 #[map]
 pub static REALS: Array<Real> = Array::with_max_entries(MAX_REALS, 0);
@@ -64,14 +65,3 @@ pub static VRRP_ADVERTS: HashMap<VrrpKey, VrrpAdvert> = HashMap::with_max_entrie
 /// Per ingress ifindex, the destination MACs we forward frames for.
 #[map]
 pub static LOCAL_MACS: Array<LocalMacs> = Array::with_max_entries(MAX_LOCAL_IFINDEX, 0);
-
-/// Slots per ring; userspace patches it at load time.
-#[unsafe(no_mangle)]
-static RING_SIZE: u32 = DEFAULT_RING_SIZE;
-
-#[inline(always)]
-pub fn ring_size() -> u32 {
-    // SAFETY: a plain read of a global the loader may have patched; volatile
-    // so the compiler does not fold the default in.
-    unsafe { core::ptr::read_volatile(&RING_SIZE) }
-}

@@ -172,6 +172,8 @@ struct Families {
     config_reloads: Family,
     config_last_reload_success: Family,
     xdp_attach_mode: Family,
+    xdp_limit: Family,
+    xdp_used: Family,
     build_info: Family,
     start_time: Family,
     vrrp_state: Family,
@@ -256,6 +258,16 @@ impl Families {
                 "Bytes the XDP program handled, by verdict reason and action (pass, drop, fwd).",
                 &["reason", "action"],
             ),
+            xdp_limit: Family::gauge(
+                "director_xdp_limit",
+                "The XDP data plane's capacity, by limit (services, service_keys, vips, real_servers, ring_slots).",
+                &["limit"],
+            ),
+            xdp_used: Family::gauge(
+                "director_xdp_used",
+                "How much of each XDP data plane limit is in use (see director_xdp_limit).",
+                &["limit"],
+            ),
             config_generation: Family::gauge(
                 "director_config_generation",
                 "Generation of the loaded configuration, bumped by every successful (re)load.",
@@ -324,7 +336,7 @@ impl Families {
         }
     }
 
-    fn all(&self) -> [&Family; 27] {
+    fn all(&self) -> [&Family; 29] {
         [
             &self.vs_packets,
             &self.vs_bytes,
@@ -344,6 +356,8 @@ impl Families {
             &self.config_reloads,
             &self.config_last_reload_success,
             &self.xdp_attach_mode,
+            &self.xdp_limit,
+            &self.xdp_used,
             &self.build_info,
             &self.start_time,
             &self.vrrp_state,
@@ -461,6 +475,13 @@ impl SnapshotCollector {
             xdp_attach_mode.add(&[iface.name.clone(), iface.attach_mode.clone()], 1);
         }
 
+        let mut xdp_limit = Series::new(&f.xdp_limit);
+        let mut xdp_used = Series::new(&f.xdp_used);
+        for l in &d.limits {
+            xdp_limit.add(std::slice::from_ref(&l.name), l.max);
+            xdp_used.add(std::slice::from_ref(&l.name), l.used);
+        }
+
         let mut build_info = Series::new(&f.build_info);
         build_info.add(std::slice::from_ref(&d.version), 1);
         let mut start_time = Series::new(&f.start_time);
@@ -509,6 +530,8 @@ impl SnapshotCollector {
             config_reloads,
             config_last_reload_success,
             xdp_attach_mode,
+            xdp_limit,
+            xdp_used,
             build_info,
             start_time,
             vrrp_state,

@@ -4,14 +4,14 @@
 
 use std::{net::IpAddr, time::Duration};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct DesiredState {
     pub services: Vec<ServiceSpec>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum Proto {
     Tcp,
     Udp,
@@ -34,7 +34,7 @@ impl std::fmt::Display for Proto {
 }
 
 /// (VIP, port, protocol); port 0 means every port of the VIP.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ServiceAddr {
     pub vip: IpAddr,
     pub port: u16,
@@ -66,6 +66,9 @@ pub struct ServiceSpec {
     pub persistence: Option<Persistence>,
     pub reals: Vec<RealSpec>,
     pub sorry: Option<RealSpec>,
+    /// Maglev ring slots (XDP), sized from the configured real servers,
+    /// not the healthy ones, so a health flap never resizes the ring.
+    pub ring_size: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

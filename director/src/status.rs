@@ -59,6 +59,18 @@ pub struct DaemonView {
     pub dataplane: String,
     pub interfaces: Vec<InterfaceView>,
     pub uptime_secs: u64,
+    /// The XDP data plane's limits and what is in use (none without XDP).
+    #[serde(default)]
+    pub limits: Vec<LimitView>,
+}
+
+/// One limit of the XDP maps: `services`, `service_keys`, `vips`,
+/// `real_servers`, `ring_slots`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LimitView {
+    pub name: String,
+    pub used: u64,
+    pub max: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

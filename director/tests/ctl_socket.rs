@@ -130,6 +130,7 @@ fn snapshot() -> Snapshot {
             dataplane: "xdp".into(),
             interfaces: vec![InterfaceView { name: "eth0".into(), attach_mode: "native".into() }],
             uptime_secs: 3_725,
+            limits: Vec::new(),
         },
         services: vec![ServiceView {
             proto: "TCP".into(),
@@ -180,7 +181,7 @@ fn canned(command: &Command) -> Option<Response> {
         Command::RealServer { target, .. } => {
             Response::Error { message: format!("no real server {} in any virtual server", target.addr) }
         }
-        Command::Reload => Response::Reloaded {
+        Command::Reload { .. } => Response::Reloaded {
             generation: 4,
             warnings: vec![
                 "keepalived.conf:9:5: warning: lvs_sched wlc: weighted consistent hashing is used instead".into(),
@@ -218,8 +219,8 @@ fn client_round_trip_and_several_requests_per_connection() {
 
     let mut client = Client::connect(&fake.path).unwrap();
     assert_eq!(client.call(Command::Connections).unwrap(), Response::Connections { entries: conns() });
-    assert!(matches!(client.call(Command::Reload).unwrap(), Response::Reloaded { generation: 4, .. }));
-    assert_eq!(fake.seen(), [Command::Status, Command::Connections, Command::Reload]);
+    assert!(matches!(client.call(Command::Reload { dry_run: false }).unwrap(), Response::Reloaded { generation: 4, .. }));
+    assert_eq!(fake.seen(), [Command::Status, Command::Connections, Command::Reload { dry_run: false }]);
 }
 
 #[test]

@@ -83,6 +83,7 @@ fn snapshot(scale: u64) -> Snapshot {
                 attach_mode: "native".into(),
             }],
             uptime_secs: 42,
+            limits: Vec::new(),
         },
         services: vec![
             ServiceView {

@@ -518,7 +518,7 @@ impl Lan {
             set_tx_csum(&self.switch, p, false)?;
         }
         let passer = self.switch.enter(|| -> Result<XdpProgram> {
-            let mut prog = XdpProgram::load_with(LoadOptions { ring_size: 3, max_conns: 16, ..Default::default() })?;
+            let mut prog = XdpProgram::load_with(LoadOptions { ring_size: Some(3), max_conns: 16, ..Default::default() })?;
             for p in &ports {
                 prog.attach(p)?;
             }

@@ -775,7 +775,7 @@ impl Lab {
         set_tx_csum(&client, "eth0", false)?;
         set_tx_csum(&switch, "d0", false)?;
         let passer = switch.enter(|| -> Result<XdpProgram> {
-            let mut prog = XdpProgram::load_with(LoadOptions { ring_size: 3, max_conns: 16, ..Default::default() })?;
+            let mut prog = XdpProgram::load_with(LoadOptions { ring_size: Some(3), max_conns: 16, ..Default::default() })?;
             let mode = prog.attach("d0")?;
             ensure!(mode == AttachMode::Native, "d0: passer attached in {mode} mode");
             Ok(prog)

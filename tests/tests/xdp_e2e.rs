@@ -94,7 +94,7 @@ fn director(ns: &Netns, ifaces: &[&str]) -> Result<XdpProgram> {
 /// it never schedules anything.
 fn passer(ns: &Netns, ifaces: &[&str]) -> Result<XdpProgram> {
     ns.enter(|| -> Result<XdpProgram> {
-        let mut prog = XdpProgram::load_with(LoadOptions { ring_size: 3, max_conns: 16, pin_dir: None })?;
+        let mut prog = XdpProgram::load_with(LoadOptions { ring_size: Some(3), max_conns: 16, ..Default::default() })?;
         for &i in ifaces {
             let mode = prog.attach(i)?;
             ensure!(mode == AttachMode::Native, "{i}: passer attached in {mode} mode");
@@ -112,7 +112,7 @@ fn real(addr: Ipv4Addr, port: u16, weight: u32, method: Method, mac: Mac, src_ma
 fn ring_pick(prog: &XdpProgram, addr: &ServiceAddr, src: SocketAddr) -> Option<IpAddr> {
     let ids = prog.service_ids(addr)?;
     let key = flow_key(src.ip(), src.port(), addr.vip, addr.port, addr.proto);
-    let id = ids.table[(flow_hash(&key, hash_by::FLOW) % prog.ring_size()) as usize];
+    let id = ids.table[(flow_hash(&key, hash_by::FLOW) % ids.table.len() as u32) as usize];
     ids.reals.iter().find(|(_, v)| **v == id).map(|((a, _), _)| *a)
 }
 
@@ -273,7 +273,7 @@ fn dr_spreads_real_tcp_across_three_real_servers_by_weight() -> Result<()> {
     }
     let svc = ServiceAddr { vip: vip_ip.into(), port: 80, proto: Proto::Tcp };
     let state = DesiredState {
-        services: vec![ServiceSpec { addr: svc, sched: "wrr".into(), persistence: None, reals, sorry: None }],
+        services: vec![ServiceSpec { addr: svc, sched: "wrr".into(), persistence: None, reals, sorry: None, ring_size: 1021 }],
     };
     prog.apply(&state)?;
     let setup = started.elapsed();
@@ -412,7 +412,7 @@ fn nat_translates_real_tcp_both_ways_across_three_real_servers() -> Result<()> {
     }
     let svc = ServiceAddr { vip: vip_ip.into(), port: 80, proto: Proto::Tcp };
     let state = DesiredState {
-        services: vec![ServiceSpec { addr: svc, sched: "wrr".into(), persistence: None, reals, sorry: None }],
+        services: vec![ServiceSpec { addr: svc, sched: "wrr".into(), persistence: None, reals, sorry: None, ring_size: 1021 }],
     };
     prog.apply(&state)?;
     let setup = started.elapsed();

@@ -55,7 +55,7 @@ fn real(addr: &str, port: u16, weight: u32, method: Method) -> RealSpec {
 }
 
 fn svc(vip: &str, port: u16, proto: Proto, sched: &str, reals: Vec<RealSpec>) -> ServiceSpec {
-    ServiceSpec { addr: ServiceAddr { vip: ip(vip), port, proto }, sched: sched.into(), persistence: None, reals, sorry: None }
+    ServiceSpec { addr: ServiceAddr { vip: ip(vip), port, proto }, sched: sched.into(), persistence: None, reals, sorry: None, ring_size: 1021 }
 }
 
 fn desired() -> DesiredState {
@@ -94,7 +94,7 @@ fn desired() -> DesiredState {
 }
 
 fn load(state: &DesiredState) -> Result<XdpProgram> {
-    let mut prog = XdpProgram::load_with(LoadOptions { ring_size: RING, max_conns: 1 << 14, pin_dir: None })?;
+    let mut prog = XdpProgram::load_with(LoadOptions { ring_size: Some(RING), max_conns: 1 << 14, ..Default::default() })?;
     prog.apply(state)?;
     Ok(prog)
 }
@@ -113,7 +113,7 @@ fn dest_mac(out: &[u8]) -> Mac {
 fn ring_pick(prog: &XdpProgram, addr: &ServiceAddr, src: IpAddr, sport: u16, hash_by: u8) -> Option<IpAddr> {
     let ids = prog.service_ids(addr)?;
     let key = flow_key(src, sport, addr.vip, addr.port, addr.proto);
-    let id = ids.table[(flow_hash(&key, hash_by) % prog.ring_size()) as usize];
+    let id = ids.table[(flow_hash(&key, hash_by) % ids.table.len() as u32) as usize];
     ids.reals.iter().find(|(_, v)| **v == id).map(|((a, _), _)| *a)
 }
 

@@ -25,22 +25,20 @@ pub mod maps {
 /// links (forwarding continues) but starts with fresh maps.
 /// 2: STATS got spare slots (`stats::STATS_SLOTS`); VRRP maps and
 /// LOCAL_MACS added.
-pub const MAP_LAYOUT_VERSION: u32 = 2;
+/// 3: rings are sized per service (`Service::ring_base`/`ring_size` into
+/// one pool); 1,024 services, 4,096 keys, 16,384 real servers.
+pub const MAP_LAYOUT_VERSION: u32 = 3;
 
-/// Globals patched at load time (aya `EbpfLoader::set_global`).
-pub mod globals {
-    /// Slots per service ring; the RINGS array holds MAX_SERVICES of them.
-    pub const RING_SIZE: &str = "RING_SIZE";
-}
-
-/// Rings (virtual servers); SERVICES may hold more keys, since a
-/// virtual_server_group maps several keys onto one ring.
-pub const MAX_SERVICES: u32 = 64;
-pub const MAX_SERVICE_KEYS: u32 = 1024;
-pub const MAX_REALS: u32 = 4096;
+/// Services (rings, SERVICE_STATS slots); SERVICES may hold more keys,
+/// since a virtual_server_group maps several keys onto one ring.
+pub const MAX_SERVICES: u32 = 1024;
+/// SERVICES keys, and VIPS addresses.
+pub const MAX_SERVICE_KEYS: u32 = 4096;
+pub const MAX_REALS: u32 = 16384;
 pub const DEFAULT_MAX_CONNS: u32 = 1 << 20;
-/// Slots per Maglev ring (prime), as Katran.
-pub const DEFAULT_RING_SIZE: u32 = 65537;
+/// The RINGS array: every service's ring is a power-of-two block of it
+/// (16 MiB of slots).
+pub const DEFAULT_RING_SLOTS: u32 = 1 << 22;
 /// A ring slot or sorry server that points nowhere.
 pub const NO_REAL: u32 = u32::MAX;
 
@@ -104,6 +102,9 @@ pub struct Service {
     pub sorry_real: u32,
     pub hash_by: u8,
     pub _pad: [u8; 3],
+    /// The ring: RINGS[ring_base .. ring_base + ring_size], a prime size.
+    pub ring_base: u32,
+    pub ring_size: u32,
 }
 
 #[repr(C)]
@@ -201,7 +202,7 @@ pub struct TrafficCounter {
 const _: () = {
     use core::mem::size_of;
     assert!(size_of::<ServiceKey>() == 20);
-    assert!(size_of::<Service>() == 40);
+    assert!(size_of::<Service>() == 48);
     assert!(size_of::<Real>() == 64);
     assert!(size_of::<FlowKey>() == 40);
     assert!(size_of::<Conn>() == 52);

@@ -9,7 +9,7 @@ use director_common::{
 };
 
 use super::real;
-use crate::maps::{PERSIST, RINGS, ring_size};
+use crate::maps::{PERSIST, RINGS};
 
 #[inline(always)]
 pub fn pick(svc: &Service, key: &FlowKey) -> Result<u32, Reason> {
@@ -37,12 +37,12 @@ pub fn pick(svc: &Service, key: &FlowKey) -> Result<u32, Reason> {
 
 #[inline(always)]
 fn ring(svc: &Service, key: &FlowKey) -> Result<u32, Reason> {
-    let size = ring_size();
+    let size = svc.ring_size;
     if size == 0 {
         return Err(Reason::DropNoReal);
     }
     let slot = flow_hash(key, svc.hash_by) % size;
-    let id = RINGS.get(svc.id.wrapping_mul(size).wrapping_add(slot)).copied().unwrap_or(NO_REAL);
+    let id = RINGS.get(svc.ring_base.wrapping_add(slot)).copied().unwrap_or(NO_REAL);
     if id != NO_REAL {
         return Ok(id);
     }

@@ -83,6 +83,12 @@ pub struct Diags {
     list: Vec<Diagnostic>,
 }
 
+/// A diagnostic at `pos`; at the start of the (unknown) file without one.
+pub fn at(pos: Option<&Pos>, severity: Severity, message: String) -> Diagnostic {
+    let (file, line, col) = pos.map_or((String::from("<config>"), 0, 0), |p| (p.file.to_string(), p.line, p.col));
+    Diagnostic { severity, file, line, col, message }
+}
+
 impl Diags {
     pub fn warn(&mut self, pos: &Pos, message: impl Into<String>) {
         self.push(Severity::Warning, pos, message.into());

@@ -29,6 +29,7 @@
 
 mod build;
 mod diag;
+mod host;
 mod keywords;
 mod lexer;
 mod model;
@@ -41,6 +42,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 pub use diag::{Diagnostic, Severity};
+pub use host::{Host, SystemHost};
 pub use model::*;
 
 /// How to read a configuration.
@@ -57,6 +59,8 @@ pub struct Loaded {
     pub config: Config,
     /// Sorted by file (in order of first mention), line and column.
     pub diagnostics: Vec<Diagnostic>,
+    /// Where the objects were defined, for diagnostics found later.
+    refs: validate::Refs,
 }
 
 impl Loaded {
@@ -64,6 +68,29 @@ impl Loaded {
         self.diagnostics
             .iter()
             .any(|d| d.severity == Severity::Error)
+    }
+
+    /// A diagnostic at the `virtual_server` of `vs` (the configuration's
+    /// entry), for checks made outside the configuration, e.g. capacity.
+    pub fn at_virtual_server(&self, vs: &VirtualServer, severity: Severity, message: String) -> Diagnostic {
+        let pos = self.refs.virtual_servers.iter().find(|d| d.key == vs.key && d.protocol == vs.protocol).map(|d| &d.pos);
+        diag::at(pos, severity, message)
+    }
+
+    /// A diagnostic at the `vrrp_instance` named `name`.
+    pub fn at_instance(&self, name: &str, severity: Severity, message: String) -> Diagnostic {
+        diag::at(self.refs.vrids.iter().find(|u| u.instance == name).map(|u| &u.pos), severity, message)
+    }
+
+    /// Adds diagnostics found after loading, keeping the order.
+    pub fn extend(&mut self, more: Vec<Diagnostic>) {
+        self.diagnostics.extend(more);
+        self.diagnostics = sorted(std::mem::take(&mut self.diagnostics));
+    }
+
+    /// Host-dependent checks (see [`host::check`]).
+    pub fn host_diagnostics(&self, host: &dyn Host, severity: Severity) -> Vec<Diagnostic> {
+        host::check(&self.config, &self.refs, host, severity)
     }
 
     /// 0 = clean, 1 = warnings only (runs), 2 = errors (refused).
@@ -86,6 +113,7 @@ pub fn load_file(path: &Path, opts: &LoadOptions) -> Loaded {
         None => Loaded {
             config: Config::default(),
             diagnostics: diags.into_vec(),
+            refs: validate::Refs::default(),
         },
     }
 }
@@ -111,6 +139,7 @@ fn finish(tokens: Vec<lexer::Token>, mut diags: diag::Diags) -> Loaded {
     Loaded {
         config,
         diagnostics: sorted(diags.into_vec()),
+        refs,
     }
 }
 

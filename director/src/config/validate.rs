@@ -12,7 +12,7 @@ use super::keywords;
 use super::model::{Config, Protocol, VsKey};
 
 /// References and definitions collected by the builder, with positions.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Refs {
     /// `track_script` entries.
     pub scripts: Vec<Ref>,
@@ -27,7 +27,7 @@ pub struct Refs {
 }
 
 /// A name used at `pos` by the object described by `from`.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Ref {
     pub name: String,
     pub pos: Pos,
@@ -35,11 +35,13 @@ pub struct Ref {
 }
 
 /// A VRRP instance's identity on the wire.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct VridUse {
     pub instance: String,
     pub pos: Pos,
     pub interface: Option<String>,
+    /// Where `interface` was given.
+    pub interface_pos: Option<Pos>,
     pub ipv6: bool,
     pub vrid: u8,
     pub unicast: bool,
@@ -47,7 +49,7 @@ pub struct VridUse {
 }
 
 /// A virtual server's identity.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct VsDef {
     pub key: VsKey,
     pub protocol: Protocol,

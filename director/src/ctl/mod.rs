@@ -70,7 +70,12 @@ pub enum CtlCommand {
         command: RsCommand,
     },
     /// Re-read the configuration file; on error the running one is kept.
-    Reload,
+    Reload {
+        /// Check the file and print what a reload would change (services,
+        /// real servers, weights, VRRP instances, VIPs); change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Configuration tools that need no running daemon.
     Config {
         #[command(subcommand)]
@@ -180,7 +185,7 @@ pub fn main(cli: Cli) -> ExitCode {
         CtlCommand::Status { json } => status(socket, json),
         CtlCommand::List(args) => list(socket, &args),
         CtlCommand::Rs { command } => real_server(socket, &command),
-        CtlCommand::Reload => reload(socket),
+        CtlCommand::Reload { dry_run } => reload(socket, dry_run),
     };
     match result {
         Ok(text) => {
@@ -247,11 +252,15 @@ fn real_server(socket: &Path, command: &RsCommand) -> Result<String, Failure> {
     }
 }
 
-fn reload(socket: &Path) -> Result<String, Failure> {
-    match client::request(socket, protocol::Command::Reload)? {
+fn reload(socket: &Path, dry_run: bool) -> Result<String, Failure> {
+    match client::request(socket, protocol::Command::Reload { dry_run })? {
         Response::Reloaded { generation, warnings } => {
             Ok(format!("reloaded: configuration generation {generation}\n{}", lines(&warnings)))
         }
+        Response::ReloadPlan { changes } if changes.iter().all(|c| c.starts_with('=')) => {
+            Ok(format!("dry run: the reload would change nothing\n{}", lines(&changes)))
+        }
+        Response::ReloadPlan { changes } => Ok(format!("dry run: the reload would apply\n{}", lines(&changes))),
         Response::Error { message } => {
             Err(Failure::Refused(format!("reload failed; the running configuration is kept:\n{message}")))
         }
@@ -273,6 +282,7 @@ fn unexpected(wanted: &str, got: &Response) -> Failure {
         Response::Connections { .. } => "connection entries",
         Response::Changed { .. } => "a list of changes",
         Response::Reloaded { .. } => "a reload result",
+        Response::ReloadPlan { .. } => "a reload plan",
         Response::Error { .. } => "an error",
     };
     Failure::Unreachable(CtlError::BadReply(format!("expected {wanted}, got {got}")))

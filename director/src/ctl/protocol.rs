@@ -27,8 +27,12 @@ pub enum Command {
     Connections,
     /// Administrative state of real servers.
     RealServer { target: RealTarget, action: AdminAction },
-    /// Re-read the configuration file; keep the running one on error.
-    Reload,
+    /// Re-read the configuration file; keep the running one on error. A
+    /// dry run checks it and answers with the plan, changing nothing.
+    Reload {
+        #[serde(default)]
+        dry_run: bool,
+    },
 }
 
 /// `IP[:PORT] [--vs VIP:PORT]`: which real servers a command means.
@@ -59,6 +63,8 @@ pub enum Response {
     /// One line per real server changed, e.g. "192.168.122.10:80 in TCP 192.168.122.100:80: weight 1 -> 0 (disabled)".
     Changed { changes: Vec<String> },
     Reloaded { generation: u64, warnings: Vec<String> },
+    /// What a reload would change, one line each (`reload --dry-run`).
+    ReloadPlan { changes: Vec<String> },
     Error { message: String },
 }
 

@@ -25,6 +25,10 @@ pub fn status(snapshot: &Snapshot) -> String {
     let _ = writeln!(out, "services      {}", snapshot.services.len());
     let _ = writeln!(out, "real servers  {}", reals(snapshot));
     let _ = writeln!(out, "top drops     {}", drops(snapshot));
+    if !d.limits.is_empty() {
+        let used: Vec<String> = d.limits.iter().map(|l| format!("{} {}/{}", l.name, l.used, l.max)).collect();
+        let _ = writeln!(out, "xdp limits    {}", used.join(", "));
+    }
     for v in &snapshot.vrrp {
         let _ = writeln!(out, "{}", vrrp(v));
     }
@@ -122,7 +126,7 @@ fn uptime(secs: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::status::{InterfaceView, RealView, ReasonView, ServiceView, TrafficView};
+    use crate::status::{InterfaceView, LimitView, RealView, ReasonView, ServiceView, TrafficView};
 
     fn real(health: &str, admin: AdminState) -> RealView {
         RealView {
@@ -163,6 +167,10 @@ mod tests {
                     InterfaceView { name: "eth1".into(), attach_mode: "skb".into() },
                 ],
                 uptime_secs: 2 * 86_400 + 3 * 3_600 + 4 * 60 + 5,
+                limits: vec![
+                    LimitView { name: "services".into(), used: 2, max: 1024 },
+                    LimitView { name: "real_servers".into(), used: 5, max: 16384 },
+                ],
             },
             services: vec![ServiceView {
                 proto: "TCP".into(),
@@ -237,6 +245,7 @@ dataplane     xdp on eth0 (native), eth1 (skb)
 services      1
 real servers  5: 2 up, 1 down, 1 not health-checked, 1 disabled
 top drops     drop_no_real 120 pkts, drop_fragment 3 pkts, drop_truncated_l4 3 pkts
+xdp limits    services 2/1024, real_servers 5/16384
 vrrp VI_1     BACKUP, priority 90 (configured 100), VRID 51 on eth0 (v2), VIPs 10.0.0.100, master 10.0.0.2; adverts 0 sent, 40 received, 3 dropped (auth 3)
 vrrp VI_6     MASTER, priority 150, VRID 61 on eth0 (v3), VIPs 2001:db8::100; adverts 12 sent, 0 received
 ";

@@ -8,8 +8,10 @@ use std::{
     time::Duration,
 };
 
+use super::planes::{self, Kind};
 use crate::{
     config::{Config, Family, LvsMethod, Protocol, VirtualServer, VsKey},
+    dataplane::{maglev, xdp::VrrpWatch},
     state::{DesiredState, Method, NextHop, Persistence, Proto, RealSpec, ServiceAddr, ServiceSpec},
     status::AdminState,
 };
@@ -42,11 +44,106 @@ pub struct Skipped {
 /// `quorum` (and their sorry server, if any, took over).
 pub type QuorumLost = std::collections::BTreeSet<ServiceAddr>;
 
-/// The desired state, what had to be left out of it, and the services
-/// without quorum. `lost_before` is the previous apply's set (None at
-/// start-up), which `hysteresis` needs.
-pub fn build(
-    config: &Config,
+/// Everything the daemon programs, from every input: the services of
+/// each data plane, the destination MACs XDP forwards frames for, and the
+/// VRRP instances whose adverts XDP records. One pure function computes it
+/// ([`compute`]); the daemon's one apply step makes the planes match it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Desired {
+    pub xdp: DesiredState,
+    pub ipvs: DesiredState,
+    /// Per ifindex: the interface's own MAC, then the VMACs it is master of.
+    pub local_macs: BTreeMap<u32, Vec<[u8; 6]>>,
+    pub vrrp_watches: Vec<VrrpWatch>,
+    /// What the configuration asks for that cannot be served now.
+    pub skipped: Vec<Skipped>,
+    /// Services below their quorum.
+    pub lost: QuorumLost,
+}
+
+impl Desired {
+    /// Both planes' services, for status and the dry-run diff.
+    pub fn services(&self) -> impl Iterator<Item = &ServiceSpec> {
+        self.xdp.services.iter().chain(&self.ipvs.services)
+    }
+}
+
+/// Which data planes run, and where unmarked services go.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Routing {
+    pub default: Kind,
+    pub xdp: bool,
+    pub ipvs: bool,
+}
+
+/// The inputs of [`compute`].
+pub struct Inputs<'a> {
+    pub config: &'a Config,
+    pub admin: &'a AdminOverrides,
+    pub health: &'a HealthMap,
+    /// The previous computation's quorum losses (None at start-up).
+    pub lost_before: Option<&'a QuorumLost>,
+    pub hops: &'a BTreeMap<IpAddr, NextHop>,
+    pub routing: Routing,
+    /// The attached interfaces: (ifindex, own MAC).
+    pub interfaces: &'a [(u32, [u8; 6])],
+    /// (ifindex, VMAC) of the instances this director is master of.
+    pub master_vmacs: &'a [(u32, [u8; 6])],
+    pub vrrp_watches: &'a [VrrpWatch],
+}
+
+pub fn compute(i: &Inputs) -> Desired {
+    let (mut to_xdp, mut to_ipvs) = (Vec::new(), Vec::new());
+    for vs in &i.config.virtual_servers {
+        match planes::route(i.routing.default, vs).0 {
+            Kind::Xdp => to_xdp.push(vs),
+            Kind::Ipvs => to_ipvs.push(vs),
+        }
+    }
+    let mut skipped = Vec::new();
+    let mut lost = QuorumLost::new();
+    let mut part = |list: Vec<&VirtualServer>, running: bool, why: &str, hop: &dyn Fn(IpAddr) -> Option<NextHop>| {
+        if !running {
+            skipped.extend(list.iter().map(|vs| Skipped { what: format!("virtual_server {}", vs.key), why: why.into() }));
+            return DesiredState::default();
+        }
+        let (state, s, l) = build(list.into_iter(), i.admin, i.health, i.lost_before, hop);
+        skipped.extend(s);
+        lost.extend(l);
+        state
+    };
+    let xdp = part(to_xdp, i.routing.xdp, "it asks for the XDP data plane, which is not running (--dataplane ipvs)", &|ip| {
+        i.hops.get(&ip).copied()
+    });
+    let ipvs = part(to_ipvs, i.routing.ipvs, "it needs the IPVS data plane, which this kernel does not offer", &|_| {
+        Some(NextHop::default())
+    });
+    let local_macs = if i.routing.xdp { local_macs(i.interfaces, i.master_vmacs) } else { BTreeMap::new() };
+    let vrrp_watches = if i.routing.xdp { i.vrrp_watches.to_vec() } else { Vec::new() };
+    Desired { xdp, ipvs, local_macs, vrrp_watches, skipped, lost }
+}
+
+/// The destination MAC filter: each attached interface's own MAC, then the
+/// VMACs of the instances it is master of (in a stable order).
+pub fn local_macs(interfaces: &[(u32, [u8; 6])], master_vmacs: &[(u32, [u8; 6])]) -> BTreeMap<u32, Vec<[u8; 6]>> {
+    interfaces
+        .iter()
+        .map(|&(index, mac)| {
+            let mut macs = vec![mac];
+            let mut vmacs: Vec<[u8; 6]> = master_vmacs.iter().filter(|(i, _)| *i == index).map(|(_, m)| *m).collect();
+            vmacs.sort_unstable();
+            vmacs.dedup();
+            macs.extend(vmacs);
+            (index, macs)
+        })
+        .collect()
+}
+
+/// The services of `virtual_servers`, what had to be left out of them, and
+/// those without quorum. `lost_before` is the previous computation's set
+/// (None at start-up), which `hysteresis` needs.
+pub fn build<'a>(
+    virtual_servers: impl Iterator<Item = &'a VirtualServer>,
     admin: &AdminOverrides,
     health: &HealthMap,
     lost_before: Option<&QuorumLost>,
@@ -55,7 +152,7 @@ pub fn build(
     let mut skipped = Vec::new();
     let mut services = Vec::new();
     let mut lost = QuorumLost::new();
-    for vs in &config.virtual_servers {
+    for vs in virtual_servers {
         let Some(addr) = service_addr(vs) else {
             skipped.push(Skipped {
                 what: format!("virtual_server {}", vs.key),
@@ -108,7 +205,8 @@ pub fn build(
             timeout: Duration::from_secs(u64::from(secs)),
             granularity: vs.persistence_granularity.unwrap_or(all_ones(addr.vip)),
         });
-        services.push(ServiceSpec { addr, sched: vs.lvs_sched.clone(), persistence, reals, sorry });
+        let ring_size = maglev::ring_size_for(vs.real_servers.len());
+        services.push(ServiceSpec { addr, sched: vs.lvs_sched.clone(), persistence, reals, sorry, ring_size });
     }
     (DesiredState { services }, skipped, lost)
 }
@@ -215,7 +313,7 @@ virtual_server fwmark 7 {
 
     #[test]
     fn services_reals_weights_and_persistence_come_from_the_config() {
-        let (state, skipped, _) = build(&config(), &AdminOverrides::new(), &HealthMap::new(), None, &hop);
+        let (state, skipped, _) = build(config().virtual_servers.iter(), &AdminOverrides::new(), &HealthMap::new(), None, &hop);
         let s = &state.services[0];
         assert_eq!(s.addr, ServiceAddr { vip: "192.168.122.100".parse().unwrap(), port: 80, proto: Proto::Tcp });
         assert_eq!(s.sched, "wrr");
@@ -240,7 +338,7 @@ virtual_server fwmark 7 {
         let mut admin = AdminOverrides::new();
         admin.insert((addr, ("192.168.122.10".parse().unwrap(), 80)), AdminState::Disabled);
         admin.insert((addr, ("192.168.122.20".parse().unwrap(), 80)), AdminState::Weight(7));
-        let (state, _, _) = build(&config, &admin, &HealthMap::new(), None, &hop);
+        let (state, _, _) = build(config.virtual_servers.iter(), &admin, &HealthMap::new(), None, &hop);
         let weights: Vec<u32> = state.services[0].reals.iter().map(|r| r.weight).collect();
         assert_eq!(weights, [0, 7]);
     }
@@ -253,17 +351,17 @@ virtual_server fwmark 7 {
         let mut health = HealthMap::new();
         health.insert((vs.clone(), at("192.168.122.10")), Health { alive: false, weight: None });
         health.insert((vs.clone(), at("192.168.122.20")), Health { alive: true, weight: Some(9) });
-        let (state, _, lost) = build(&config, &AdminOverrides::new(), &health, None, &hop);
+        let (state, _, lost) = build(config.virtual_servers.iter(), &AdminOverrides::new(), &health, None, &hop);
         assert!(lost.is_empty());
         let weights: Vec<(String, u32)> = state.services[0].reals.iter().map(|r| (r.addr.to_string(), r.weight)).collect();
         assert_eq!(weights, [("192.168.122.20".into(), 9)], "down server out, misc_dynamic weight in");
         // Both down: below quorum 1, so only the sorry server remains.
         health.insert((vs, at("192.168.122.20")), Health { alive: false, weight: None });
-        let (state, _, lost) = build(&config, &AdminOverrides::new(), &health, Some(&lost), &hop);
+        let (state, _, lost) = build(config.virtual_servers.iter(), &AdminOverrides::new(), &health, Some(&lost), &hop);
         assert!(state.services[0].reals.is_empty());
         assert!(state.services[0].sorry.is_some());
         assert_eq!(lost.len(), 1, "quorum_down is due");
-        let (_, _, lost) = build(&config, &AdminOverrides::new(), &HealthMap::new(), Some(&lost), &hop);
+        let (_, _, lost) = build(config.virtual_servers.iter(), &AdminOverrides::new(), &HealthMap::new(), Some(&lost), &hop);
         assert!(lost.is_empty());
     }
 
@@ -297,25 +395,25 @@ virtual_server fwmark 7 {
         let down = Health { alive: false, weight: None };
         let mut health = HealthMap::new();
         // Alive weight 4 (1 + 3) >= 3 + 1: held from the start.
-        let (_, _, lost) = build(&config, &AdminOverrides::new(), &health, None, &hop);
+        let (_, _, lost) = build(config.virtual_servers.iter(), &AdminOverrides::new(), &health, None, &hop);
         assert!(lost.is_empty());
         // 3 left: >= 3 - 1, still held.
         health.insert((vs.clone(), at("192.168.122.10")), down);
-        let (state, _, lost) = build(&config, &AdminOverrides::new(), &health, Some(&lost), &hop);
+        let (state, _, lost) = build(config.virtual_servers.iter(), &AdminOverrides::new(), &health, Some(&lost), &hop);
         assert!(lost.is_empty() && state.services[0].reals.len() == 1);
         // 1 left: below 2, lost; the sorry server alone.
         health.insert((vs.clone(), at("192.168.122.20")), Health { alive: true, weight: Some(1) });
-        let (state, _, lost) = build(&config, &AdminOverrides::new(), &health, Some(&lost), &hop);
+        let (state, _, lost) = build(config.virtual_servers.iter(), &AdminOverrides::new(), &health, Some(&lost), &hop);
         assert_eq!(lost.len(), 1);
         assert!(state.services[0].reals.is_empty());
         // Back to 3: not yet 3 + 1, still lost.
         health.remove(&(vs.clone(), at("192.168.122.20")));
-        let (state, _, lost) = build(&config, &AdminOverrides::new(), &health, Some(&lost), &hop);
+        let (state, _, lost) = build(config.virtual_servers.iter(), &AdminOverrides::new(), &health, Some(&lost), &hop);
         assert_eq!(lost.len(), 1);
         assert!(state.services[0].reals.is_empty());
         // 4: regained, the real servers are back.
         health.clear();
-        let (state, _, lost) = build(&config, &AdminOverrides::new(), &health, Some(&lost), &hop);
+        let (state, _, lost) = build(config.virtual_servers.iter(), &AdminOverrides::new(), &health, Some(&lost), &hop);
         assert!(lost.is_empty());
         assert_eq!(state.services[0].reals.len(), 2);
     }

@@ -6,6 +6,9 @@ mod notify;
 pub mod planes;
 mod run;
 mod snapshot;
+pub mod state_file;
+pub mod validate;
+pub mod diff;
 
 use std::{
     collections::BTreeSet,
@@ -49,6 +52,10 @@ pub struct Args {
     /// daemon, so a restart or upgrade does not interrupt forwarding.
     #[arg(long, value_name = "DIR", default_value = "/sys/fs/bpf/director")]
     pub bpffs_dir: PathBuf,
+    /// Where `directorctl rs disable/enable/weight` decisions are kept across
+    /// restarts [default: admin-state.json beside the control socket].
+    #[arg(long, value_name = "PATH")]
+    pub state_file: Option<PathBuf>,
     /// Detach the XDP program and remove its pins (see --bpffs-dir), then exit.
     #[arg(long)]
     pub cleanup: bool,
@@ -144,7 +151,9 @@ fn check(args: &Args) -> u8 {
 /// diagnostics on stderr, the model on stdout when asked, the verdict as the
 /// exit code (0 clean, 1 warnings only, 2 cannot run).
 pub fn config_check(file: &Path, config_id: Option<String>, dump: bool) -> u8 {
-    let loaded = config::load_file(file, &LoadOptions { config_id });
+    let mut loaded = config::load_file(file, &LoadOptions { config_id });
+    let more = validate::run_checks(&loaded, planes::Kind::Xdp, &config::SystemHost, Severity::Warning);
+    loaded.extend(more);
     for d in &loaded.diagnostics {
         eprintln!("{d}");
     }
@@ -168,7 +177,11 @@ pub fn config_check(file: &Path, config_id: Option<String>, dump: bool) -> u8 {
 }
 
 fn run(args: Args) -> Result<()> {
-    let loaded = config::load_file(&args.file, &LoadOptions { config_id: args.config_id.clone() });
+    let mut loaded = config::load_file(&args.file, &LoadOptions { config_id: args.config_id.clone() });
+    let default = if args.dataplane == planes::Mode::Ipvs { planes::Kind::Ipvs } else { planes::Kind::Xdp };
+    // A missing interface at start-up is retried, as keepalived does.
+    let more = validate::run_checks(&loaded, default, &config::SystemHost, Severity::Warning);
+    loaded.extend(more);
     log_diagnostics(&loaded.diagnostics);
     if loaded.has_errors() {
         bail!("{}: the configuration has errors; not starting", args.file.display());

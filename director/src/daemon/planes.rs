@@ -2,15 +2,10 @@
 //! `director_dataplane` per virtual_server, and services only IPVS can
 //! serve (fwmark, SCTP).
 
-use std::{borrow::Cow, collections::BTreeMap, net::IpAddr};
-
 use anyhow::{Context, Result};
 use tracing::{info, warn};
 
-use super::{
-    desired::{self, AdminOverrides, HealthMap, QuorumLost, Skipped},
-    Args,
-};
+use super::{Args, desired::Routing};
 use crate::{
     config::{Config, DataplaneChoice, LvsTimeouts, Protocol, VirtualServer, VsKey},
     dataplane::{
@@ -18,7 +13,7 @@ use crate::{
         ipvs::{Ipvs, IpvsError, Live, Timeouts},
         xdp::{self, XdpProgram},
     },
-    state::{DesiredState, NextHop},
+    state::DesiredState,
     status::InterfaceView,
 };
 
@@ -59,7 +54,7 @@ pub struct Planes {
     pub ipvs: Option<Ipvs>,
     /// Where services without `director_dataplane` go.
     pub default: Kind,
-    pub interfaces: Vec<InterfaceView>,
+    pub interfaces: Vec<Attached>,
     /// Set once opening IPVS failed: not retried every refresh.
     ipvs_failed: bool,
 }
@@ -112,7 +107,8 @@ impl Planes {
                 }
             };
             info!(iface = %iface, mode = %mode, "attached XDP program to {iface} ({mode} mode)");
-            self.interfaces.push(InterfaceView { name: iface.clone(), attach_mode: mode.to_string() });
+            let (ifindex, mac) = xdp::link_mac(iface).with_context(|| format!("the MAC of {iface}"))?;
+            self.interfaces.push(Attached { view: InterfaceView { name: iface.clone(), attach_mode: mode.to_string() }, ifindex, mac });
         }
         info!("data plane: XDP on {}", names.join(", "));
         self.xdp = Some(prog);
@@ -137,52 +133,17 @@ impl Planes {
         self.ipvs.is_some()
     }
 
-    /// The desired state of each plane (XDP's with resolved next hops;
-    /// IPVS routes by itself), and what neither can serve.
-    pub fn desired(
-        &mut self,
-        config: &Config,
-        admin: &AdminOverrides,
-        health: &HealthMap,
-        lost_before: Option<&QuorumLost>,
-        hops: &BTreeMap<IpAddr, NextHop>,
-    ) -> (DesiredState, DesiredState, Vec<Skipped>, QuorumLost) {
-        let (mut to_xdp, mut to_ipvs) = (Vec::new(), Vec::new());
-        for vs in &config.virtual_servers {
-            match route(self.default, vs).0 {
-                Kind::Xdp => to_xdp.push(vs),
-                Kind::Ipvs => to_ipvs.push(vs),
-            }
-        }
-        let mut skipped = Vec::new();
-        let mut lost = QuorumLost::new();
-        let mut part = |list: Vec<&VirtualServer>, running: bool, why: &str, hop: &dyn Fn(IpAddr) -> Option<NextHop>| {
-            if list.is_empty() {
-                return DesiredState::default();
-            }
-            if !running {
-                skipped.extend(list.iter().map(|vs| Skipped { what: format!("virtual_server {}", vs.key), why: why.into() }));
-                return DesiredState::default();
-            }
-            let cfg = if list.len() == config.virtual_servers.len() {
-                Cow::Borrowed(config)
-            } else {
-                Cow::Owned(Config { virtual_servers: list.into_iter().cloned().collect(), ..config.clone() })
-            };
-            let (state, s, l) = desired::build(&cfg, admin, health, lost_before, hop);
-            skipped.extend(s);
-            lost.extend(l);
-            state
-        };
-        let xdp_running = self.xdp.is_some();
-        let xdp = part(to_xdp, xdp_running, "it asks for the XDP data plane, which is not running (--dataplane ipvs)", &|ip| {
-            hops.get(&ip).copied()
-        });
-        let ipvs_running = to_ipvs.is_empty() || self.ensure_ipvs();
-        let ipvs = part(to_ipvs, ipvs_running, "it needs the IPVS data plane, which this kernel does not offer", &|_| {
-            Some(NextHop::default())
-        });
-        (xdp, ipvs, skipped, lost)
+    /// Where services go now. Opens IPVS first when the configuration has
+    /// services for it and it is not open yet.
+    pub fn routing(&mut self, config: &Config) -> Routing {
+        let needs_ipvs = config.virtual_servers.iter().any(|vs| route(self.default, vs).0 == Kind::Ipvs);
+        let ipvs = !needs_ipvs || self.ensure_ipvs();
+        Routing { default: self.default, xdp: self.xdp.is_some(), ipvs }
+    }
+
+    /// The attached interfaces' (ifindex, MAC), for the destination MAC filter.
+    pub fn interface_macs(&self) -> Vec<(u32, [u8; 6])> {
+        self.interfaces.iter().map(|i| (i.ifindex, i.mac)).collect()
     }
 
     /// Applies each plane's part. IPVS is applied every time: it is a diff
@@ -225,6 +186,14 @@ impl Planes {
             _ => "xdp".into(),
         }
     }
+}
+
+/// An interface XDP is attached to.
+#[derive(Clone, Debug)]
+pub struct Attached {
+    pub view: InterfaceView,
+    pub ifindex: u32,
+    pub mac: [u8; 6],
 }
 
 /// IPVS through netlink; loads ip_vs first if the kernel has it as a

@@ -17,28 +17,27 @@ use tokio::{
 use tracing::{error, info, warn};
 
 use super::{
-    Args,
-    desired::{self, AdminOverrides, Health, HealthMap},
+    Args, diff,
+    desired::{self, AdminOverrides, Desired, Health, HealthMap},
     log_diagnostics,
     neigh::Resolver,
     planes::Planes,
-    snapshot, summary,
+    snapshot, state_file, summary, validate,
 };
 use crate::{
     alert::{self, Mailer},
     check::{self, Checks, Transition},
-    config::{self, Config, LoadOptions, Script, Severity},
+    config::{self, Config, LoadOptions, Script, Severity, SystemHost},
     ctl::{
         self,
         protocol::{AdminAction, Command, RealTarget, Response},
     },
     metrics::Metrics,
-    state::{DesiredState, NextHop},
+    state::NextHop,
     status::AdminState,
     vrrp::{
         self, Vrrp,
         notify::{self as vrrp_notify, NotifyState, Subject},
-        track::{TrackUpdate, Tracker},
     },
 };
 
@@ -50,7 +49,10 @@ pub struct Daemon {
     pub(super) config: Config,
     pub(super) admin: AdminOverrides,
     pub(super) planes: Planes,
-    pub(super) desired: DesiredState,
+    /// What the planes were last made to match.
+    pub(super) applied: Desired,
+    /// Where `admin` is kept across restarts.
+    state_file: std::path::PathBuf,
     pub(super) generation: u64,
     pub(super) reloads_ok: u64,
     pub(super) reloads_failed: u64,
@@ -58,17 +60,12 @@ pub struct Daemon {
     pub(super) started: Instant,
     resolver: Resolver,
     hops: BTreeMap<IpAddr, NextHop>,
-    reported: BTreeSet<String>,
     metrics: Arc<Metrics>,
     listener: Option<tokio::net::UnixListener>,
     metrics_listener: Option<tokio::net::TcpListener>,
     /// The VRRP instances; they hold the VIPs.
     pub(super) vrrp: Vrrp,
-    vrrp_events: Option<mpsc::Receiver<vrrp::instance::Event>>,
-    /// Runs the configuration's track_script / track_interface / track_file.
-    tracker: Option<tokio::task::JoinHandle<()>>,
-    track_tx: mpsc::Sender<TrackUpdate>,
-    track_rx: Option<mpsc::Receiver<TrackUpdate>>,
+    vrrp_events: Option<mpsc::UnboundedReceiver<vrrp::Report>>,
     checks: Checks,
     transitions: Option<mpsc::Receiver<Transition>>,
     mailer: Option<Mailer>,
@@ -91,11 +88,10 @@ impl Daemon {
         let planes = Planes::start(&args, &config)?;
         let resolver = Resolver::new()?;
         let (tx, transitions) = mpsc::channel(1024);
-        let (vrrp_tx, vrrp_events) = mpsc::channel(256);
+        let (vrrp_tx, vrrp_events) = mpsc::unbounded_channel();
         let witness = planes.xdp.as_ref().and_then(|x| {
             x.vrrp_witness().inspect_err(|e| warn!("VRRP runs without the XDP advert record: {e}")).ok()
         });
-        let (track_tx, track_rx) = mpsc::channel(256);
         // Seeds the checks' warmup spread; it need not be unpredictable.
         let seed = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -111,14 +107,12 @@ impl Daemon {
             metrics_listener: Some(metrics_listener),
             vrrp: Vrrp::new(vrrp_tx, witness).context("netlink connection for the VRRP VIPs")?,
             vrrp_events: Some(vrrp_events),
-            tracker: None,
-            track_tx,
-            track_rx: Some(track_rx),
+            state_file: args.state_file.clone().unwrap_or_else(|| state_file::default_path(&args.socket)),
             args,
             config,
             admin: AdminOverrides::new(),
             planes,
-            desired: DesiredState::default(),
+            applied: Desired::default(),
             generation: 1,
             reloads_ok: 0,
             reloads_failed: 0,
@@ -126,9 +120,21 @@ impl Daemon {
             started: Instant::now(),
             resolver,
             hops: BTreeMap::new(),
-            reported: BTreeSet::new(),
             metrics: Arc::new(Metrics::new()),
         };
+        match state_file::load(&daemon.state_file) {
+            Ok(mut admin) => {
+                let pruned = state_file::prune(&mut admin, &daemon.config);
+                if !admin.is_empty() {
+                    info!("{} administrative decision(s) restored from {}", admin.len(), daemon.state_file.display());
+                }
+                daemon.admin = admin;
+                if pruned > 0 {
+                    daemon.save_admin();
+                }
+            }
+            Err(e) => warn!("{e}; starting without the saved administrative decisions"),
+        }
         daemon.apply_vrrp().await;
         daemon.set_check_targets();
         daemon.refresh().await;
@@ -146,7 +152,6 @@ impl Daemon {
 
         let mut transitions = self.transitions.take().context("health checks already running")?;
         let mut vrrp_events = self.vrrp_events.take().context("VRRP already running")?;
-        let mut track = self.track_rx.take().context("VRRP tracking already running")?;
         let mut hup = signal(SignalKind::hangup())?;
         let mut term = signal(SignalKind::terminate())?;
         let mut int = signal(SignalKind::interrupt())?;
@@ -159,9 +164,8 @@ impl Daemon {
                 }
                 Some(t) = transitions.recv() => self.on_health(t),
                 Some(e) = vrrp_events.recv() => self.on_vrrp(e),
-                Some(u) = track.recv() => self.vrrp.track(&u.instance, u.priority),
                 _ = hup.recv() => {
-                    let _ = self.reload().await;
+                    let _ = self.reload(false).await;
                 }
                 _ = tick.tick() => {
                     self.refresh().await;
@@ -187,39 +191,84 @@ impl Daemon {
             Command::Status => Response::Status { snapshot: Box::new(snapshot::build(self, true)) },
             Command::Connections => Response::Connections { entries: snapshot::connections(self) },
             Command::RealServer { target, action } => self.admin_change(&target, action),
-            Command::Reload => match self.reload().await {
+            Command::Reload { dry_run: false } => match self.reload(false).await {
                 Ok(warnings) => Response::Reloaded { generation: self.generation, warnings },
+                Err(message) => Response::Error { message },
+            },
+            Command::Reload { dry_run: true } => match self.reload(true).await {
+                Ok(changes) => Response::ReloadPlan { changes },
                 Err(message) => Response::Error { message },
             },
         }
     }
 
-    /// Re-reads the configuration. On any error the running one stays.
-    async fn reload(&mut self) -> Result<Vec<String>, String> {
-        let loaded = config::load_file(&self.args.file, &LoadOptions { config_id: self.args.config_id.clone() });
-        log_diagnostics(&loaded.diagnostics);
+    /// Re-reads the configuration, all or nothing: everything that can be
+    /// checked (the file, the host's interfaces, every data-plane limit
+    /// against what the planes hold now) is checked before anything
+    /// changes; should the apply itself fail, the previous configuration
+    /// is put back. A dry run stops after the checks and returns the plan.
+    /// Ok: the warnings (or the plan); Err: every problem, one per line.
+    async fn reload(&mut self, dry_run: bool) -> Result<Vec<String>, String> {
+        let mut loaded = config::load_file(&self.args.file, &LoadOptions { config_id: self.args.config_id.clone() });
+        let more = validate::run_checks(&loaded, self.planes.default, &SystemHost, Severity::Error);
+        loaded.extend(more);
+        if !dry_run {
+            log_diagnostics(&loaded.diagnostics);
+        }
         if loaded.has_errors() {
             let lines: Vec<String> = loaded.diagnostics.iter().filter(|d| d.severity == Severity::Error).map(ToString::to_string).collect();
-            let message = lines.join("\n");
-            error!("reload refused, the running configuration stays:\n{message}");
-            self.reloads_failed += 1;
-            self.last_reload_error = Some(message.clone());
-            self.update_metrics();
-            return Err(message);
+            return self.refuse(dry_run, lines.join("\n"));
         }
-        self.config = loaded.config;
+        let mut admin = self.admin.clone();
+        state_file::prune(&mut admin, &loaded.config);
+        let next = self.compute(&loaded.config, &admin);
+        if let Some(x) = &self.planes.xdp
+            && let Err(e) = x.check(&next.xdp)
+        {
+            return self.refuse(dry_run, format!("{}: {e}", self.args.file.display()));
+        }
+        if dry_run {
+            return Ok(diff::describe(&self.config, &self.applied, &loaded.config, &next));
+        }
+        let old = std::mem::replace(&mut self.config, loaded.config);
+        let old_admin = std::mem::replace(&mut self.admin, admin);
+        self.apply_vrrp().await;
+        self.set_check_targets();
+        if let Err(e) = self.reconcile() {
+            let message = format!("applying {} failed, the previous configuration is back: {e:#}", self.args.file.display());
+            self.config = old;
+            self.admin = old_admin;
+            self.apply_vrrp().await;
+            self.set_check_targets();
+            if let Err(e) = self.reconcile() {
+                error!("re-applying the previous configuration failed too: {e:#}");
+            }
+            return self.refuse(false, message);
+        }
+        self.save_admin();
         self.mailer = Mailer::from_config(&self.config);
         self.generation += 1;
         self.reloads_ok += 1;
         self.last_reload_error = None;
         info!(generation = self.generation, "reloaded {}: {}", self.args.file.display(), summary(&self.config));
-        self.apply_vrrp().await;
-        self.set_check_targets();
         self.refresh().await;
         Ok(loaded.diagnostics.iter().map(ToString::to_string).collect())
     }
 
+    /// A refused reload: logged, counted and kept for `status` (a dry run
+    /// only answers).
+    fn refuse(&mut self, dry_run: bool, message: String) -> Result<Vec<String>, String> {
+        if !dry_run {
+            error!("reload refused, the running configuration stays:\n{message}");
+            self.reloads_failed += 1;
+            self.last_reload_error = Some(message.clone());
+            self.update_metrics();
+        }
+        Err(message)
+    }
+
     fn admin_change(&mut self, target: &RealTarget, action: AdminAction) -> Response {
+        let before = self.admin.clone();
         let mut changes = Vec::new();
         for vs in &self.config.virtual_servers {
             let Some(addr) = desired::service_addr(vs) else { continue };
@@ -256,12 +305,19 @@ impl Daemon {
             };
             return Response::Error { message };
         }
+        if let Err(e) = self.reconcile() {
+            // Nothing claims a state the data plane does not have.
+            self.admin = before;
+            if let Err(again) = self.reconcile() {
+                error!("re-applying the previous administrative state failed: {again:#}");
+            }
+            self.update_metrics();
+            return Response::Error { message: format!("applying the change failed, nothing changed: {e:#}") };
+        }
         for c in &changes {
             info!("directorctl: {c}");
         }
-        if let Err(e) = self.apply() {
-            return Response::Error { message: format!("applying the change failed: {e:#}") };
-        }
+        self.save_admin();
         self.update_metrics();
         Response::Changed { changes }
     }
@@ -278,15 +334,14 @@ impl Daemon {
             Ok(hops) => self.hops = hops,
             Err(e) => warn!("resolving next hops: {e}"),
         }
-        // A no-op unless next hops, the config or health moved.
-        if let Err(e) = self.apply() {
-            error!("applying the configuration failed: {e:#}");
-        }
         let retried = self.vrrp.retry(&self.config).await;
         for e in &retried {
             error!("{e} (retrying every {REFRESH:?})");
         }
-        self.watch_vrrp();
+        // A no-op unless next hops, the config, health or VRRP moved.
+        if let Err(e) = self.reconcile() {
+            error!("applying the configuration failed: {e:#}");
+        }
         self.update_metrics();
     }
 
@@ -327,44 +382,78 @@ impl Daemon {
                 }
             }
         }
-        if let Err(e) = self.apply() {
+        if let Err(e) = self.reconcile() {
             error!("applying a health change failed: {e:#}");
         }
         self.update_metrics();
     }
 
-    fn apply(&mut self) -> Result<()> {
-        let (xdp_state, ipvs_state, skipped, lost) =
-            self.planes.desired(&self.config, &self.admin, &self.health, self.quorum_lost.as_ref(), &self.hops);
-        let state = DesiredState { services: xdp_state.services.iter().chain(&ipvs_state.services).cloned().collect() };
-        let now: BTreeSet<String> = skipped.iter().map(|s| format!("{}: {}", s.what, s.why)).collect();
-        for line in now.difference(&self.reported) {
-            warn!("not forwarding to {line}");
+    /// Everything the daemon programs, from every input, for `config`.
+    fn compute(&mut self, config: &Config, admin: &AdminOverrides) -> Desired {
+        let routing = self.planes.routing(config);
+        let interfaces = self.planes.interface_macs();
+        let master_vmacs = self.vrrp.master_vmacs();
+        let vrrp_watches = self.vrrp.watches();
+        desired::compute(&desired::Inputs {
+            config,
+            admin,
+            health: &self.health,
+            lost_before: self.quorum_lost.as_ref(),
+            hops: &self.hops,
+            routing,
+            interfaces: &interfaces,
+            master_vmacs: &master_vmacs,
+            vrrp_watches: &vrrp_watches,
+        })
+    }
+
+    /// The one apply step: computes the desired state and makes every
+    /// plane match it, touching only what differs. An error leaves
+    /// `applied` as it was, so the next call tries again.
+    fn reconcile(&mut self) -> Result<()> {
+        let config = self.config.clone();
+        let admin = self.admin.clone();
+        let want = self.compute(&config, &admin);
+        let was: BTreeSet<String> = self.applied.skipped.iter().map(|s| format!("{}: {}", s.what, s.why)).collect();
+        for s in &want.skipped {
+            let line = format!("{}: {}", s.what, s.why);
+            if !was.contains(&line) {
+                warn!("not forwarding to {line}");
+            }
         }
-        self.reported = now;
-        self.track_quorum(lost);
+        let xdp_changed = want.xdp != self.applied.xdp;
         // IPVS is reconciled every time: someone else may have changed it.
-        if state == self.desired && self.planes.ipvs.is_none() {
-            return Ok(());
+        let report = self.planes.apply(&config, &want.xdp, &want.ipvs, xdp_changed)?;
+        if let Some(x) = self.planes.xdp.as_mut() {
+            if want.local_macs != self.applied.local_macs {
+                for (ifindex, macs) in &want.local_macs {
+                    x.set_local_macs(*ifindex, macs).context("the destination MAC filter")?;
+                }
+            }
+            if want.vrrp_watches != self.applied.vrrp_watches {
+                x.set_vrrp_instances(&want.vrrp_watches).context("the XDP VRRP advert fast path")?;
+            }
         }
-        let report = self.planes.apply(&self.config, &xdp_state, &ipvs_state, state != self.desired)?;
-        if report == Default::default() && state == self.desired {
-            return Ok(());
+        if report != Default::default() {
+            info!(
+                added = report.services_added,
+                removed = report.services_removed,
+                changed = report.services_changed,
+                slots = report.slots_written,
+                "data plane updated"
+            );
         }
-        if report == Default::default() {
-            info!("data plane already in sync");
-            self.desired = state;
-            return Ok(());
-        }
-        info!(
-            added = report.services_added,
-            removed = report.services_removed,
-            changed = report.services_changed,
-            slots = report.slots_written,
-            "data plane updated"
-        );
-        self.desired = state;
+        let lost = want.lost.clone();
+        self.applied = want;
+        self.track_quorum(lost);
         Ok(())
+    }
+
+    /// Writes the administrative decisions to the state file.
+    fn save_admin(&self) {
+        if let Err(e) = state_file::save(&self.state_file, &self.admin) {
+            warn!("{e}: administrative decisions will not survive a restart");
+        }
     }
 
     /// Runs quorum_up / quorum_down when a service loses or regains its
@@ -400,59 +489,22 @@ impl Daemon {
         self.quorum_lost = Some(lost);
     }
 
-    /// Starts, restarts and stops VRRP instances to match the configuration,
-    /// and restarts tracking, whose verdicts then arrive afresh.
+    /// Starts, restarts and stops VRRP instances to match the configuration;
+    /// tracking follows it, keeping the state of what did not change.
     async fn apply_vrrp(&mut self) {
-        if let Some(t) = self.tracker.take() {
-            t.abort();
-        }
-        self.vrrp.clear_verdicts();
-        match Tracker::new(&self.config) {
-            Ok(t) => self.tracker = Some(t.spawn(self.track_tx.clone())),
-            Err(e) => error!("VRRP tracking: {e}; instances run at their configured priority"),
-        }
         for e in self.vrrp.apply(&self.config).await {
             error!("{e} (retrying every {REFRESH:?})");
-        }
-        self.watch_vrrp();
-    }
-
-    /// The destination MACs XDP forwards frames for on each interface: its
-    /// own, and the VMACs of the instances this director is master of.
-    fn update_local_macs(&mut self) {
-        let Some(xdp) = self.planes.xdp.as_mut() else { return };
-        let vmacs = self.vrrp.master_vmacs();
-        for iface in &self.planes.interfaces {
-            let (index, mac) = match crate::dataplane::xdp::link_mac(&iface.name) {
-                Ok(m) => m,
-                Err(e) => {
-                    warn!("destination MAC filter: {e}");
-                    continue;
-                }
-            };
-            let mut macs = vec![mac];
-            macs.extend(vmacs.iter().filter(|(i, _)| *i == index).map(|(_, m)| *m));
-            if let Err(e) = xdp.set_local_macs(index, &macs) {
-                warn!("destination MAC filter on {}: {e}", iface.name);
-            }
-        }
-    }
-
-    /// Tells the XDP program which instances run, so it records their
-    /// adverts (and drops malformed and foreign ones on their interfaces).
-    fn watch_vrrp(&mut self) {
-        let Some(xdp) = self.planes.xdp.as_mut() else { return };
-        if let Err(e) = xdp.set_vrrp_instances(&self.vrrp.watches()) {
-            error!("XDP VRRP advert fast path: {e}");
         }
     }
 
     /// A VRRP instance changed state: its sync group follows, and the
     /// instance's and group's alerts go out.
-    fn on_vrrp(&mut self, e: vrrp::instance::Event) {
-        let group = self.vrrp.on_event(&e);
-        if e.from != e.to {
-            self.update_local_macs();
+    fn on_vrrp(&mut self, report: vrrp::Report) {
+        let vrrp::Report { event: e, group } = report;
+        if e.from != e.to
+            && let Err(err) = self.reconcile()
+        {
+            error!("applying a VRRP change failed: {err:#}");
         }
         if e.from != e.to && e.to != vrrp::State::Initialize {
             let own = self.config.instances.iter().find(|i| i.name == e.instance).and_then(|i| i.smtp_alert);

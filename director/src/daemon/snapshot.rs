@@ -12,7 +12,7 @@ use crate::{
     ctl::protocol::ConnView,
     dataplane::{
         ipvs::{self, Live},
-        xdp::{TrafficOf, XdpProgram, addr_from_words},
+        xdp::{TrafficOf, XdpProgram, addr_from_words, capacity::Limit},
     },
     state::{Method, ServiceAddr},
     status::{AdminState, DaemonView, ReasonView, RealView, ServiceView, Snapshot, TrafficView},
@@ -47,7 +47,7 @@ pub fn build(d: &Daemon, with_conns: bool) -> Snapshot {
             continue;
         }
         let ids = xdp.and_then(|x| x.service_ids(&addr));
-        let spec = d.desired.services.iter().find(|s| s.addr == addr);
+        let spec = d.applied.services().find(|s| s.addr == addr);
         let traffic = |of| xdp.and_then(|x| x.traffic(of).ok()).map(to_view).unwrap_or_default();
         let reals = vs
             .real_servers
@@ -116,7 +116,8 @@ pub fn build(d: &Daemon, with_conns: bool) -> Snapshot {
             reloads_failed: d.reloads_failed,
             last_reload_error: d.last_reload_error.clone(),
             dataplane: d.planes.name(),
-            interfaces: d.planes.interfaces.clone(),
+            interfaces: d.planes.interfaces.iter().map(|a| a.view.clone()).collect(),
+            limits: xdp.map(limits).unwrap_or_default(),
             uptime_secs: d.started.elapsed().as_secs(),
         },
         services,
@@ -237,4 +238,12 @@ fn mask(m: IpAddr) -> Option<String> {
         IpAddr::V6(m) if u128::from(m) != u128::MAX => Some(u128::from(m).leading_ones().to_string()),
         _ => None,
     }
+}
+
+fn limits(xdp: &XdpProgram) -> Vec<crate::status::LimitView> {
+    let (usage, max) = xdp.usage();
+    Limit::ALL
+        .iter()
+        .map(|&l| crate::status::LimitView { name: l.name().into(), used: usage.get(l), max: max.max(l) })
+        .collect()
 }

@@ -95,7 +95,25 @@
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
 
-pub use director_common::lb::DEFAULT_RING_SIZE;
+/// Katran's ring size: the benchmarks use it to compare like with like.
+pub const DEFAULT_RING_SIZE: u32 = 65537;
+
+/// The largest prime below each power of two from 2^10 to 2^22: ring sizes
+/// that fill their power-of-two block of the ring pool almost exactly.
+pub const RING_LADDER: [u32; 13] =
+    [1021, 2039, 4093, 8191, 16381, 32749, 65521, 131071, 262139, 524287, 1048573, 2097143, 4194301];
+
+/// Slots per real server the ring is sized for: Maglev's shares are within
+/// about 1% of the weights once the ring has ~100 slots per server.
+pub const SLOTS_PER_REAL: u64 = 100;
+
+/// The ring size for a service with `reals` configured real servers: the
+/// smallest ladder size with `SLOTS_PER_REAL` slots each. It follows the
+/// configuration, never health, so a flapping server never resizes a ring.
+pub fn ring_size_for(reals: usize) -> u32 {
+    let want = (reals as u64).saturating_mul(SLOTS_PER_REAL);
+    RING_LADDER.iter().copied().find(|&m| u64::from(m) >= want).unwrap_or(RING_LADDER[RING_LADDER.len() - 1])
+}
 
 /// Value of a slot that has no usable server (no backend has weight > 0):
 /// the program's NO_REAL.
@@ -822,5 +840,19 @@ mod tests {
         );
         // Well under 100 ms in release builds; 1 s leaves room for a loaded machine.
         assert!(built.as_secs() < 1 && rebuilt_in.as_secs() < 1);
+    }
+
+    #[test]
+    fn ring_sizes_are_primes_filling_their_block() {
+        for (k, m) in (10..).zip(RING_LADDER) {
+            assert!(is_prime(m), "{m}");
+            assert!(m < 1 << k && m > (1 << k) - 32, "{m} for 2^{k}");
+        }
+        assert_eq!(ring_size_for(0), 1021);
+        assert_eq!(ring_size_for(10), 1021);
+        assert_eq!(ring_size_for(11), 2039);
+        assert_eq!(ring_size_for(655), 65521);
+        assert_eq!(ring_size_for(16_384), 2_097_143);
+        assert_eq!(ring_size_for(usize::MAX), 4_194_301);
     }
 }

@@ -287,6 +287,7 @@ fn service(vip: &str, method: Method, rport: u16) -> ServiceSpec {
         persistence: None,
         reals: (1..=10).map(|i| real(&format!("10.0.1.{i}"), rport, method)).collect(),
         sorry: None,
+        ring_size: 1021,
     }
 }
 
@@ -349,7 +350,7 @@ fn xdp() -> Result<()> {
     let any = flows("10.0.0.100", 1);
     println!("bench baseline_xdp_tx ns_per_pkt={:.0}", time(base, &[any.as_slice(); ROUNDS], 3)?);
 
-    let mut prog = XdpProgram::load_with(LoadOptions { ring_size: 65537, max_conns: 2 * PREFILL, pin_dir: None })?;
+    let mut prog = XdpProgram::load_with(LoadOptions { ring_size: Some(65537), max_conns: 2 * PREFILL, ..Default::default() })?;
     let desired = DesiredState {
         services: vec![
             service("10.0.0.100", Method::Dr, 80),

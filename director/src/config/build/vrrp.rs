@@ -339,6 +339,7 @@ struct Seen {
     version: Option<u8>,
     nopreempt: Option<Pos>,
     vip_typo: Option<(String, Pos)>,
+    interface: Option<Pos>,
 }
 
 pub fn instance(cx: &mut Cx, node: &Node, names: &mut Names, config: &mut Config) {
@@ -390,7 +391,10 @@ pub fn instance(cx: &mut Cx, node: &Node, names: &mut Names, config: &mut Config
         };
         match kw.as_ref() {
             "state" => seen.state = state(cx, n).or(seen.state),
-            "interface" => v.interface = cx.string(n),
+            "interface" => {
+                v.interface = cx.string(n);
+                seen.interface = Some(n.pos.clone());
+            }
             "virtual_router_id" => {
                 seen.vrid = true;
                 v.virtual_router_id = cx.int(n, 1, 255, "").unwrap_or(0);
@@ -472,11 +476,13 @@ pub fn instance(cx: &mut Cx, node: &Node, names: &mut Names, config: &mut Config
             }
         }
     }
+    let interface_pos = seen.interface.clone();
     complete(cx, node, &mut v, seen);
     cx.refs.vrids.push(VridUse {
         instance: v.name.clone(),
         pos: node.pos.clone(),
         interface: v.interface.clone(),
+        interface_pos,
         ipv6: v
             .virtual_ipaddress
             .first()

@@ -221,6 +221,7 @@ mod tests {
             persistence: None,
             reals,
             sorry: None,
+            ring_size: 1021,
         }
     }
 

@@ -17,7 +17,11 @@ use director_common::lb::{
     Service, ServiceKey, maps, method,
 };
 
-use super::{Maps, XdpError};
+use super::{
+    Maps, XdpError,
+    capacity::{CapacityError, Limit, Limits, Usage},
+    pool::RingPool,
+};
 use crate::{
     dataplane::{
         ApplyReport, maglev,
@@ -29,7 +33,10 @@ use crate::{
 /// The ids an applied service uses in the maps.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServiceIds {
+    /// The service's slot: its SERVICE_STATS index.
     pub ring: u32,
+    /// Where its ring starts in RINGS; the ring has `table.len()` slots.
+    pub ring_base: u32,
     /// (address, port) → REALS index.
     pub reals: BTreeMap<(IpAddr, u16), u32>,
     pub sorry: Option<u32>,
@@ -40,8 +47,11 @@ pub struct ServiceIds {
 /// What this process has written into the maps.
 pub(super) struct Applied {
     services: BTreeMap<ServiceAddr, AppliedService>,
-    free_rings: VecDeque<u32>,
+    free_ids: VecDeque<u32>,
     free_reals: VecDeque<u32>,
+    pool: RingPool,
+    /// Every ring has this size instead of the desired state's (tests).
+    fixed_ring: Option<u32>,
     /// Last `Real::generation` handed out.
     generation: u32,
 }
@@ -54,19 +64,21 @@ struct AppliedService {
 }
 
 impl Applied {
-    pub(super) fn new() -> Self {
+    pub(super) fn new(ring_slots: u32, fixed_ring: Option<u32>) -> Self {
         Applied {
             services: BTreeMap::new(),
-            free_rings: (0..MAX_SERVICES).collect(),
+            free_ids: (0..MAX_SERVICES).collect(),
             free_reals: (0..MAX_REALS).collect(),
+            pool: RingPool::new(ring_slots),
+            fixed_ring,
             generation: 0,
         }
     }
 
     /// Rebuilds what a previous daemon applied from the maps it left pinned,
     /// so the next `apply` is a diff against what packets see right now.
-    pub(super) fn adopt(maps: &Maps, ring_size: u32) -> Result<Self, XdpError> {
-        let mut applied = Applied::new();
+    pub(super) fn adopt(maps: &Maps, ring_slots: u32, fixed_ring: Option<u32>) -> Result<Self, XdpError> {
+        let mut applied = Applied::new(ring_slots, fixed_ring);
         for entry in maps.services.iter() {
             let (key, value) = entry.map_err(|source| XdpError::Map { name: maps::SERVICES, source })?;
             let proto = match key.proto {
@@ -75,12 +87,14 @@ impl Applied {
                 other => return Err(invalid(format!("pinned service with protocol {other}"))),
             };
             let addr = ServiceAddr { vip: addr_from_words(&key.addr, key.family), port: u16::from_be(key.port), proto };
-            let base = value.id * ring_size;
-            let table = (0..ring_size)
-                .map(|slot| maps.rings.get(&(base + slot), 0))
+            if value.id >= MAX_SERVICES || !applied.pool.reserve(value.ring_base, value.ring_size) {
+                return Err(invalid(format!("pinned service {addr}: ring {} at {} overlaps another", value.id, value.ring_base)));
+            }
+            let table = (0..value.ring_size)
+                .map(|slot| maps.rings.get(&(value.ring_base + slot), 0))
                 .collect::<Result<Vec<u32>, _>>()
                 .map_err(|source| XdpError::Map { name: maps::RINGS, source })?;
-            let ids = ServiceIds { ring: value.id, reals: BTreeMap::new(), sorry: None, table };
+            let ids = ServiceIds { ring: value.id, ring_base: value.ring_base, reals: BTreeMap::new(), sorry: None, table };
             applied.services.insert(addr, AppliedService { ids, value, reals: BTreeMap::new(), sorry: None });
         }
         for id in 0..MAX_REALS {
@@ -105,7 +119,7 @@ impl Applied {
             .values()
             .flat_map(|s| s.ids.reals.values().copied().chain(s.ids.sorry))
             .collect();
-        applied.free_rings.retain(|r| !rings.contains(r));
+        applied.free_ids.retain(|r| !rings.contains(r));
         applied.free_reals.retain(|r| !reals.contains(r));
         Ok(applied)
     }
@@ -114,13 +128,25 @@ impl Applied {
         self.services.get(addr).map(|s| s.ids.clone())
     }
 
-    pub(super) fn apply(
-        &mut self,
-        maps: &mut Maps,
-        ring_size: u32,
-        desired: &DesiredState,
-    ) -> Result<ApplyReport, XdpError> {
-        self.validate(desired)?;
+    /// What the maps hold now, against their limits.
+    pub(super) fn usage(&self) -> (Usage, Limits) {
+        let vips: BTreeSet<IpAddr> = self.services.keys().map(|a| a.vip).collect();
+        let usage = Usage {
+            services: self.services.len() as u64,
+            service_keys: self.services.len() as u64,
+            vips: vips.len() as u64,
+            reals: self.services.values().map(|s| (s.reals.len() + s.sorry.iter().count()) as u64).sum(),
+            ring_slots: self.pool.used(),
+        };
+        (usage, Limits::with_ring_slots(self.pool.slots()))
+    }
+
+    fn ring_size(&self, spec: &ServiceSpec) -> u32 {
+        self.fixed_ring.unwrap_or(spec.ring_size)
+    }
+
+    pub(super) fn apply(&mut self, maps: &mut Maps, desired: &DesiredState) -> Result<ApplyReport, XdpError> {
+        self.check(desired)?;
         let mut report = ApplyReport::default();
         let wanted: BTreeMap<ServiceAddr, &ServiceSpec> =
             desired.services.iter().map(|s| (s.addr, s)).collect();
@@ -132,7 +158,7 @@ impl Applied {
             report.services_removed += 1;
         }
         for spec in wanted.values() {
-            let (slots, changed) = self.upsert_service(maps, ring_size, spec)?;
+            let (slots, changed) = self.upsert_service(maps, spec)?;
             report.slots_written += slots;
             match changed {
                 Change::Added => report.services_added += 1,
@@ -144,65 +170,100 @@ impl Applied {
         Ok(report)
     }
 
-    /// Everything that could fail half-way is checked before the first write.
-    fn validate(&self, desired: &DesiredState) -> Result<(), XdpError> {
+    /// Everything that could fail half-way is checked before the first
+    /// write: the apply is replayed on counters, in its own order (a new
+    /// ring or real server is taken before the one it replaces is freed),
+    /// so a limit is reported exactly when the apply would run out.
+    pub(super) fn check(&self, desired: &DesiredState) -> Result<(), XdpError> {
         let mut seen = BTreeSet::new();
-        let mut reals = 0usize;
         for s in &desired.services {
             let a = s.addr;
             if !seen.insert(a) {
-                return Err(invalid(format!("service {} is listed twice", a)));
+                return Err(invalid(format!("service {a} is listed twice")));
             }
             if sched::plan(&s.sched).is_none() {
-                return Err(invalid(format!("service {}: unknown scheduler `{}`", a, s.sched)));
+                return Err(invalid(format!("service {a}: unknown scheduler `{}`", s.sched)));
             }
             for r in s.reals.iter().chain(s.sorry.iter()) {
                 if r.addr.is_ipv4() != a.vip.is_ipv4() {
-                    return Err(invalid(format!(
-                        "service {}: real server {} is of another address family",
-                        a,
-                        r.addr
-                    )));
+                    return Err(invalid(format!("service {a}: real server {} is of another address family", r.addr)));
                 }
                 if r.method == Method::Tun && r.next_hop.tun_src.is_none_or(|t| t.is_ipv4() != r.addr.is_ipv4()) {
                     return Err(invalid(format!(
-                        "service {}: TUN real server {} needs a tunnel source address of its family",
-                        a,
+                        "service {a}: TUN real server {} needs a tunnel source address of its family",
                         r.addr
                     )));
                 }
             }
-            reals += s.reals.len() + s.sorry.iter().count();
         }
-        if seen.len() > MAX_SERVICES as usize {
-            return Err(invalid(format!("{} services; the XDP data plane holds at most {MAX_SERVICES}", seen.len())));
+        let limits = Limits::with_ring_slots(self.pool.slots());
+        let over = |limit: Limit, detail: String| XdpError::Capacity(CapacityError { limit, max: limits.max(limit), detail });
+        let vips: BTreeSet<IpAddr> = seen.iter().map(|a| a.vip).collect();
+        if seen.len() as u64 > limits.service_keys {
+            return Err(over(Limit::ServiceKeys, format!("{} wanted", seen.len())));
         }
-        // Old and new entries coexist while a diff is applied.
-        let in_use: usize = self.services.values().map(|s| s.reals.len() + s.sorry.iter().count()).sum();
-        if reals + in_use > MAX_REALS as usize {
-            return Err(invalid(format!("{reals} real servers; the XDP data plane holds at most {MAX_REALS}")));
+        if vips.len() as u64 > limits.vips {
+            return Err(over(Limit::Vips, format!("{} wanted", vips.len())));
+        }
+        let mut ids = self.free_ids.len() as i64;
+        let mut reals = self.free_reals.len() as i64;
+        let mut pool = self.pool.clone();
+        for (addr, svc) in &self.services {
+            if !seen.contains(addr) {
+                ids += 1;
+                reals += (svc.reals.len() + svc.sorry.iter().count()) as i64;
+                pool.free(svc.ids.ring_base, svc.ids.table.len() as u32);
+            }
+        }
+        for spec in &desired.services {
+            let size = self.ring_size(spec);
+            let old = self.services.get(&spec.addr);
+            if old.is_none() {
+                ids -= 1;
+                if ids < 0 {
+                    return Err(over(Limit::Services, format!("{} wanted", seen.len())));
+                }
+            }
+            if old.is_none_or(|o| o.ids.table.len() != size as usize) {
+                if pool.alloc(size).is_none() {
+                    let used = pool.used();
+                    return Err(over(Limit::RingSlots, format!("service {}: no free block for a ring of {size} ({used} in use)", spec.addr)));
+                }
+                if let Some(o) = old {
+                    pool.free(o.ids.ring_base, o.ids.table.len() as u32);
+                }
+            }
+            let keep = |k: &(IpAddr, u16)| old.is_some_and(|o| o.reals.contains_key(k));
+            let new_sorry = spec.sorry.as_ref().is_some_and(|r| old.is_none_or(|o| o.sorry.as_ref().is_none_or(|(a, p, _)| (*a, *p) != (r.addr, r.port))));
+            reals -= spec.reals.iter().filter(|r| !keep(&(r.addr, r.port))).count() as i64 + i64::from(new_sorry);
+            if reals < 0 {
+                let total: usize = desired.services.iter().map(|s| s.reals.len() + s.sorry.iter().count()).sum();
+                return Err(over(Limit::Reals, format!("{total} wanted (service {} is where the apply runs out)", spec.addr)));
+            }
+            if let Some(o) = old {
+                let wanted: BTreeSet<(IpAddr, u16)> = spec.reals.iter().map(|r| (r.addr, r.port)).collect();
+                reals += o.reals.keys().filter(|k| !wanted.contains(k)).count() as i64;
+                reals += i64::from(o.sorry.is_some() && (new_sorry || spec.sorry.is_none()));
+            }
         }
         Ok(())
     }
 
-    fn upsert_service(
-        &mut self,
-        maps: &mut Maps,
-        ring_size: u32,
-        spec: &ServiceSpec,
-    ) -> Result<(usize, Change), XdpError> {
+    fn upsert_service(&mut self, maps: &mut Maps, spec: &ServiceSpec) -> Result<(usize, Change), XdpError> {
         let plan = sched::plan(&spec.sched).ok_or_else(|| invalid(format!("unknown scheduler {}", spec.sched)))?;
+        let ring_size = self.ring_size(spec);
         let added = !self.services.contains_key(&spec.addr);
         let mut svc = match self.services.remove(&spec.addr) {
             Some(s) => s,
             None => {
-                let ring = self.free_rings.pop_front().ok_or_else(|| invalid("no free ring".into()))?;
+                let ring = self.free_ids.pop_front().ok_or_else(|| invalid("no free service slot".into()))?;
                 AppliedService {
                     ids: ServiceIds {
                         ring,
+                        ring_base: 0,
                         reals: BTreeMap::new(),
                         sorry: None,
-                        table: vec![NO_REAL; ring_size as usize],
+                        table: Vec::new(),
                     },
                     value: Service { id: ring, sorry_real: NO_REAL, ..Default::default() },
                     reals: BTreeMap::new(),
@@ -262,14 +323,24 @@ impl Applied {
             }
         };
 
-        // 2. The ring: only the slots that move.
+        // 2. The ring: only the slots that move. A new or resized ring
+        // goes into a fresh block, written whole (it may hold a former
+        // ring's slots); the service entry switches to it in step 3.
         let backends = backends(spec, &svc.ids.reals, plan.weights);
+        let fresh = svc.ids.table.len() != ring_size as usize;
+        let mut old_block = None;
+        if fresh {
+            let base = self.pool.alloc(ring_size).ok_or_else(|| invalid(format!("no free ring block of {ring_size} slots")))?;
+            if !added {
+                old_block = Some((svc.ids.ring_base, svc.ids.table.len() as u32));
+            }
+            svc.ids.ring_base = base;
+            svc.ids.table = vec![NO_REAL; ring_size as usize];
+        }
         let table = maglev::rebuild(&svc.ids.table, &backends, ring_size)?;
-        let base = svc.ids.ring * ring_size;
+        let base = svc.ids.ring_base;
         let mut slots = 0;
-        // A new service's ring may hold zeros or a former service's slots:
-        // write it whole. After that, only the slots that move.
-        let writes: Box<dyn Iterator<Item = (u32, u32)>> = if added {
+        let writes: Box<dyn Iterator<Item = (u32, u32)>> = if fresh {
             Box::new(table.iter().enumerate().map(|(slot, &id)| (slot as u32, id)))
         } else {
             Box::new(maglev::changed_slots(&svc.ids.table, &table))
@@ -284,11 +355,14 @@ impl Applied {
 
         // 3. The service entry: created last, so a new service is complete
         // before the first packet can find it.
-        let value = service_value(spec, svc.ids.ring, plan.hash_by, sorry_id);
+        let value = service_value(spec, &svc.ids, plan.hash_by, sorry_id);
         if value != svc.value || added {
             write_service(maps, spec, &value)?;
             svc.value = value;
             dirty = true;
+        }
+        if let Some((base, size)) = old_block {
+            self.pool.free(base, size);
         }
 
         // 4. Real servers that left: no slot or service entry names them now.
@@ -322,7 +396,8 @@ impl Applied {
         for id in svc.ids.reals.values().copied().chain(svc.ids.sorry) {
             self.retire_real(maps, id)?;
         }
-        self.free_rings.push_back(svc.ids.ring);
+        self.pool.free(svc.ids.ring_base, svc.ids.table.len() as u32);
+        self.free_ids.push_back(svc.ids.ring);
         Ok(())
     }
 
@@ -460,12 +535,22 @@ fn real_value(r: &RealSpec, generation: u32, service: u32) -> Real {
     }
 }
 
-fn service_value(spec: &ServiceSpec, ring: u32, hash_by: u8, sorry: u32) -> Service {
+fn service_value(spec: &ServiceSpec, ids: &ServiceIds, hash_by: u8, sorry: u32) -> Service {
     let (flags, mask, timeout) = match &spec.persistence {
         Some(p) => (SVC_PERSISTENT, addr_words(p.granularity), p.timeout.as_nanos() as u64),
         None => (0, [0; 4], 0),
     };
-    Service { id: ring, flags, persist_mask: mask, persist_timeout_ns: timeout, sorry_real: sorry, hash_by, _pad: [0; 3] }
+    Service {
+        id: ids.ring,
+        flags,
+        persist_mask: mask,
+        persist_timeout_ns: timeout,
+        sorry_real: sorry,
+        hash_by,
+        _pad: [0; 3],
+        ring_base: ids.ring_base,
+        ring_size: ids.table.len() as u32,
+    }
 }
 
 fn write_real(maps: &mut Maps, id: u32, value: Real) -> Result<(), XdpError> {

@@ -3,6 +3,8 @@
 //! the VRRP advert fast path (`vrrp`).
 
 mod apply;
+pub mod capacity;
+mod pool;
 mod vrrp;
 
 use std::{
@@ -21,8 +23,8 @@ use aya::{
 };
 use director_common::{
     lb::{
-        Conn, DEFAULT_MAX_CONNS, DEFAULT_RING_SIZE, FlowKey, LocalMacs, MAP_LAYOUT_VERSION, MAX_LOCAL_IFINDEX,
-        MAX_LOCAL_MACS, MAX_SERVICES, Persist, PersistKey, Real, Service, ServiceKey, TrafficCounter, globals, maps,
+        Conn, DEFAULT_MAX_CONNS, DEFAULT_RING_SLOTS, FlowKey, LocalMacs, MAP_LAYOUT_VERSION, MAX_LOCAL_IFINDEX,
+        MAX_LOCAL_MACS, Persist, PersistKey, Real, Service, ServiceKey, TrafficCounter, maps,
     },
     stats::{Counter, Reason},
     vrrp::{VrrpAdvert, VrrpInstance, VrrpKey, maps as vrrp_maps},
@@ -51,6 +53,8 @@ pub enum XdpError {
     Attach { iface: String, native: ProgramError, skb: ProgramError },
     #[error("ring size {0} is not a prime of at least 3")]
     RingSize(u32),
+    #[error("{0}")]
+    Capacity(#[from] capacity::CapacityError),
     #[error("{0}")]
     Invalid(String),
     #[error("Maglev: {0}")]
@@ -81,9 +85,12 @@ impl fmt::Display for AttachMode {
 /// Sizes fixed when the program is loaded, and where it is pinned.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
-    /// Slots per Maglev ring; must be prime. A restart must keep it: the
-    /// pinned rings are laid out by it.
-    pub ring_size: u32,
+    /// One size (a prime) for every ring instead of each service's own
+    /// (`ServiceSpec::ring_size`): small rings keep tests readable.
+    pub ring_size: Option<u32>,
+    /// Slots of the RINGS pool every ring is carved from. Pinned maps keep
+    /// the size they were created with.
+    pub ring_slots: u32,
     /// Connection-table entries (a NAT flow takes two).
     pub max_conns: u32,
     /// A bpffs directory for the maps and links, so forwarding and the
@@ -94,7 +101,7 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { ring_size: DEFAULT_RING_SIZE, max_conns: DEFAULT_MAX_CONNS, pin_dir: None }
+        LoadOptions { ring_size: None, ring_slots: DEFAULT_RING_SLOTS, max_conns: DEFAULT_MAX_CONNS, pin_dir: None }
     }
 }
 
@@ -134,7 +141,6 @@ pub struct Maps {
 pub struct XdpProgram {
     ebpf: Ebpf,
     pub maps: Maps,
-    ring_size: u32,
     applied: Applied,
     /// The layout-versioned pin directory, when pinning.
     pins: Option<PathBuf>,
@@ -150,16 +156,13 @@ impl XdpProgram {
 
     /// Loads the embedded program into the kernel (verifier included).
     pub fn load_with(opts: LoadOptions) -> Result<Self, XdpError> {
-        if opts.ring_size < 3 || !maglev::is_prime(opts.ring_size) {
-            return Err(XdpError::RingSize(opts.ring_size));
+        if let Some(size) = opts.ring_size.filter(|&n| n < 3 || !maglev::is_prime(n)) {
+            return Err(XdpError::RingSize(size));
         }
         let pins = opts.pin_dir.as_deref().map(pin_dir).transpose()?;
         let adopted = pins.as_ref().is_some_and(|d| d.join(maps::SERVICES).exists());
         let mut loader = EbpfLoader::new();
-        loader
-            .override_global(globals::RING_SIZE, &opts.ring_size, true)
-            .map_max_entries(maps::RINGS, MAX_SERVICES * opts.ring_size)
-            .map_max_entries(maps::CONNS, opts.max_conns);
+        loader.map_max_entries(maps::RINGS, opts.ring_slots).map_max_entries(maps::CONNS, opts.max_conns);
         if let Some(dir) = &pins {
             // Existing pins are reused as they are: that is the adoption.
             for name in MAP_NAMES {
@@ -182,8 +185,13 @@ impl XdpProgram {
             vrrp_adverts: take(&mut ebpf, vrrp_maps::VRRP_ADVERTS)?,
             local_macs: take(&mut ebpf, maps::LOCAL_MACS)?,
         };
-        let applied = if adopted { Applied::adopt(&maps, opts.ring_size)? } else { Applied::new() };
-        Ok(XdpProgram { ebpf, maps, ring_size: opts.ring_size, applied, pins, adopted })
+        let ring_slots = maps.rings.len();
+        let applied = if adopted {
+            Applied::adopt(&maps, ring_slots, opts.ring_size)?
+        } else {
+            Applied::new(ring_slots, opts.ring_size)
+        };
+        Ok(XdpProgram { ebpf, maps, applied, pins, adopted })
     }
 
     /// Whether the maps (and so the connection table) came from a previous
@@ -332,8 +340,15 @@ impl XdpProgram {
         xdp_mut(&mut self.ebpf)
     }
 
-    pub fn ring_size(&self) -> u32 {
-        self.ring_size
+    /// Whether `desired` would apply: every limit and every value, checked
+    /// without touching a map.
+    pub fn check(&self, desired: &DesiredState) -> Result<(), XdpError> {
+        self.applied.check(desired)
+    }
+
+    /// What the maps hold, against their limits.
+    pub fn usage(&self) -> (capacity::Usage, capacity::Limits) {
+        self.applied.usage()
     }
 
     /// The ring slots and real-server ids of an applied service (for tests
@@ -386,7 +401,7 @@ impl Dataplane for XdpProgram {
     type Error = XdpError;
 
     fn apply(&mut self, desired: &DesiredState) -> Result<ApplyReport, XdpError> {
-        self.applied.apply(&mut self.maps, self.ring_size, desired)
+        self.applied.apply(&mut self.maps, desired)
     }
 }
 
