@@ -522,6 +522,124 @@ fn restart_in(lab: &Lab) -> Result<()> {
 
 /// TCP_CHECK on every real server (delay_loop 1, retry 1, delay_before_retry
 /// 1, connect_timeout 1): stopping one server's listener takes it out of the
+/// A reload is all or nothing (issue 11). `reload --dry-run` prints the
+/// plan and changes nothing; a typo in `interface` is refused at the
+/// line and column that has it (before the fix the reload said "reloaded"
+/// and the master stopped, its VIP gone); a configuration over the XDP
+/// data plane's limits is refused by `--config-test` and by the reload
+/// (before, it was accepted and then froze the data plane). Each time the
+/// master keeps its VIP and forwarding goes on.
+#[test]
+fn reload_is_all_or_nothing() -> Result<()> {
+    let lab = Lab::new("txn")?;
+    lab.explain(reload_all_or_nothing_in(&lab))
+}
+
+fn reload_all_or_nothing_in(lab: &Lab) -> Result<()> {
+    let generation = generation_of(&lab.status()?)?;
+    let conf = lab.conf.display().to_string();
+
+    fs::write(&lab.conf, config(VRID, [3, 1, 1]))?;
+    let out = lab.daemon.ctl(&["reload", "--dry-run"])?;
+    ensure!(out.code == Some(0), "reload --dry-run: {out}");
+    let want = format!("~ real server {}:80 in TCP {VIP}:80: weight 1 -> 3", RS_IPS[0]);
+    ensure!(out.stdout.contains(&want) && out.stdout.contains("= vrrp_instance VI_1 kept"), "the plan should say {want:?}: {out}");
+    ensure!(lab.list()?.get(&format!("{}:80", RS_IPS[0])).map(|r| r.weight) == Some(1), "a dry run changed the weight");
+    ensure!(generation_of(&lab.status()?)? == generation, "a dry run moved the generation");
+
+    let typo = config(VRID, [1, 1, 1]).replace("interface eth0", "interface eth9");
+    let (line, col) = position(&typo, "interface eth9", "interface");
+    fs::write(&lab.conf, &typo)?;
+    let at = format!("{conf}:{line}:{col}");
+    let test = run_bounded(&lab.daemon.director, &["--config-test", "-f", &conf], None, TOOL_TIMEOUT)?;
+    ensure!(test.code == Some(1), "--config-test with a missing interface should warn (exit 1): {test}");
+    ensure!(test.stderr.contains(&format!("{at}: warning: interface eth9 for vrrp_instance VI_1 does not exist")), "{test}");
+    let out = lab.daemon.ctl(&["reload"])?;
+    ensure!(out.code == Some(1), "reload naming a missing interface should be refused: {out}");
+    ensure!(out.stderr.contains(&format!("{at}: error: interface eth9")), "the refusal should name {at}: {out}");
+    println!("typo refused: {}", out.stderr.trim());
+    lab.still_master()?;
+    lab.many(10).context("forwarding after the refused typo")?;
+
+    // 1,025 services: one more than the XDP maps hold.
+    let mut big = config(VRID, [1, 1, 1]);
+    for i in 0..1024 {
+        big.push_str(&format!("virtual_server 10.90.{}.{} 80 {{\n    protocol TCP\n    real_server 10.91.0.1 80 {{ weight 0 }}\n}}\n", i / 250, i % 250 + 1));
+    }
+    let (line, _) = position(&big, "virtual_server 10.90.4.24 80", "virtual_server");
+    fs::write(&lab.conf, &big)?;
+    let at = format!("{conf}:{line}:1: error: virtual_server 10.90.4.24:80: the XDP data plane holds at most 1024 services");
+    let test = run_bounded(&lab.daemon.director, &["--config-test", "-f", &conf], None, TOOL_TIMEOUT)?;
+    ensure!(test.code == Some(2) && test.stderr.contains(&at), "--config-test over the service limit: {test}");
+    let out = lab.daemon.ctl(&["reload"])?;
+    ensure!(out.code == Some(1) && out.stderr.contains(&at), "reload over the service limit: {out}");
+    lab.still_master()?;
+    lab.many(10).context("forwarding after the refused big reload")?;
+    let status = lab.status()?;
+    ensure!(generation_of(&status)? == generation, "refused reloads moved the generation: {status}");
+    ensure!(reloads(&status)? == "0 ok, 2 failed", "{status}");
+    ensure!(status.contains("xdp limits    services 1/1024"), "status should show the limits: {status}");
+    Ok(())
+}
+
+/// 2,049 real servers on one service (issue 11): every later change used
+/// to fail ("2049 real servers; the XDP data plane holds at most 4096",
+/// the limit check counting unchanged servers twice) while `list` showed
+/// the change. Now `rs disable` works, new connections avoid the server,
+/// and the decision survives a daemon restart.
+#[test]
+fn many_real_servers_stay_operable() -> Result<()> {
+    let lab = Lab::new("reals")?;
+    lab.explain(many_real_servers_in(&lab))
+}
+
+fn many_real_servers_in(lab: &Lab) -> Result<()> {
+    // 2,046 more real servers at weight 0, reachable through permanent
+    // neighbour entries on a second subnet, so all are programmed.
+    lab.dir.ip(&["addr", "add", "10.82.255.254/16", "dev", "eth0"])?;
+    let extra: Vec<(u32, u32)> = (0..2046).map(|i| (i / 250, i % 250 + 1)).collect();
+    let batch: String = extra
+        .iter()
+        .map(|(a, b)| format!("neigh add 10.82.{a}.{b} lladdr 02:00:00:00:{a:02x}:{b:02x} dev eth0 nud permanent\n"))
+        .collect();
+    let batch_file = lab.conf.with_file_name("neigh.batch");
+    fs::write(&batch_file, batch)?;
+    lab.dir.ip(&["-batch", batch_file.to_str().context("batch path")?])?;
+    let mut text = config(VRID, [1, 1, 1]);
+    text.truncate(text.rfind('}').context("config ends with }")?);
+    for (a, b) in &extra {
+        text.push_str(&format!("    real_server 10.82.{a}.{b} 80 {{\n        weight 0\n    }}\n"));
+    }
+    text.push_str("}\n");
+    fs::write(&lab.conf, &text)?;
+    let out = lab.daemon.ctl(&["reload"])?;
+    ensure!(out.code == Some(0), "reload with 2,049 real servers: {out}");
+    let status = lab.status()?;
+    ensure!(status.contains("real_servers 2049/16384"), "all 2,049 should be programmed: {status}");
+
+    let victim = RS_IPS[0];
+    let out = lab.daemon.ctl(&["rs", "disable", &victim.to_string()])?;
+    ensure!(out.code == Some(0), "rs disable {victim} with 2,049 real servers: {out}");
+    let reached = tally(&lab.many(30)?);
+    ensure!(!reached.contains_key(RS_NAMES[0]), "new connections still reach the disabled {victim}: {reached:?}");
+
+    lab.daemon.stop()?;
+    lab.daemon.start()?;
+    lab.daemon.wait_ready(READY_TIMEOUT)?;
+    let deadline = Instant::now() + FORWARD_TIMEOUT;
+    loop {
+        let row = lab.list()?.get(&format!("{victim}:80")).map(|r| (r.weight, r.notes.clone()));
+        if row.as_ref().is_some_and(|(w, n)| *w == 0 && n.contains("(disabled)")) {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "after a restart {victim} should still be disabled: {row:?}");
+        std::thread::sleep(POLL);
+    }
+    let out = lab.daemon.ctl(&["rs", "enable", &victim.to_string()])?;
+    ensure!(out.code == Some(0), "rs enable {victim}: {out}");
+    Ok(())
+}
+
 /// data plane after retry + 1 = 2 failures a delay_before_retry apart, and
 /// `directorctl list`, `status` and the metrics say so; restarting the
 /// listener brings it back on the first success.
@@ -900,6 +1018,15 @@ impl Lab {
         let out = self.daemon.ctl(&["status"])?;
         ensure!(out.code == Some(0), "directorctl status: {out}");
         Ok(out.stdout)
+    }
+
+    /// The daemon is VRRP master and holds the VIP on eth0.
+    fn still_master(&self) -> Result<()> {
+        let addrs = self.dir.ip(&["-4", "addr", "show", "dev", "eth0"])?;
+        ensure!(addrs.contains(&format!("inet {VIP}/32")), "the VIP left eth0: {addrs}");
+        let status = self.status()?;
+        ensure!(status.lines().any(|l| l.starts_with("vrrp VI_1") && l.contains("MASTER")), "VI_1 is not master: {status}");
+        Ok(())
     }
 
     /// `directorctl list`, by real server.
