@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use director::config::{Config, GlobalDefs, Notify, RunAs, Script, load_str};
 use director::vrrp::notify::{NotifyState, Subject, notify};
-use director::vrrp::track::{TrackUpdate, Tracker};
+use director::vrrp::track::{InitFiles, TrackUpdate, Tracker, Tracking};
 use tokio::sync::mpsc;
 
 fn config(text: &str) -> Config {
@@ -19,7 +19,7 @@ fn config(text: &str) -> Config {
 
 /// Waits for `instance`'s next update, failing after `within`.
 async fn next_for(
-    rx: &mut mpsc::Receiver<TrackUpdate>,
+    rx: &mut mpsc::UnboundedReceiver<TrackUpdate>,
     instance: &str,
     within: Duration,
 ) -> TrackUpdate {
@@ -37,7 +37,7 @@ async fn next_for(
 
 /// Waits until `instance` reports `priority`; returns what it reported before.
 async fn until(
-    rx: &mut mpsc::Receiver<TrackUpdate>,
+    rx: &mut mpsc::UnboundedReceiver<TrackUpdate>,
     instance: &str,
     priority: Option<u8>,
     within: Duration,
@@ -76,10 +76,11 @@ async fn scripts_weights_and_a_hanging_script_hitting_its_timeout() {
         a = instance("A", 1, "track_script {\n  ok\n  bad\n }"),
         b = instance("B", 2, "track_script {\n  hang\n }"),
     );
-    let tracker = Tracker::new(&config(&text)).unwrap();
-    let (tx, mut rx) = mpsc::channel(16);
+    let tracker = Tracker::new(&config(&text), InitFiles::Start).unwrap();
+    let (tx, mut rx) = mpsc::unbounded_channel();
     let started = Instant::now();
-    let task = tracker.spawn(tx);
+    let tracking = Tracking::spawn(tx);
+    tracking.set(tracker).await;
     // 100 + 10 (ok, positive weight while OK) - 20 (bad, negative while
     // failed); before their first run weighted scripts count nothing.
     let before = until(&mut rx, "A", Some(90), Duration::from_secs(5)).await;
@@ -98,7 +99,7 @@ async fn scripts_weights_and_a_hanging_script_hitting_its_timeout() {
         "{:?}",
         started.elapsed()
     );
-    task.abort();
+    drop(tracking);
     // The timed-out script's process group was killed: it never finishes.
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(!marker.exists(), "the hanging script survived its timeout");
@@ -117,11 +118,12 @@ async fn track_file_value_times_weight_and_fault_on_weight_zero() {
         a = instance("A", 1, "track_file {\n  tf\n }"),
         b = instance("B", 2, "track_file {\n  tz\n }"),
     );
-    let tracker = Tracker::new(&config(&text)).unwrap();
+    let tracker = Tracker::new(&config(&text), InitFiles::Start).unwrap();
     // init_file created the file with its value.
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "4\n");
-    let (tx, mut rx) = mpsc::channel(16);
-    let task = tracker.spawn(tx);
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let tracking = Tracking::spawn(tx);
+    tracking.set(tracker).await;
     assert_eq!(
         next_for(&mut rx, "A", Duration::from_secs(3))
             .await
@@ -156,7 +158,7 @@ async fn track_file_value_times_weight_and_fault_on_weight_zero() {
             .priority,
         Some(100)
     );
-    task.abort();
+    drop(tracking);
 }
 
 fn recorder(dir: &Path, name: &str) -> String {
@@ -265,4 +267,56 @@ async fn notify_runs_as_script_user() {
         read_when(&dir.path().join("any.out"), 1).await,
         format!("{nobody} INSTANCE VI_2 BACKUP 100\n")
     );
+}
+
+/// A reload that leaves the scripts alone changes no verdict: a weighted
+/// script keeps its result (the priority stays), an `init_fail` one does
+/// not fail again (no FAULT). A script that changed starts afresh.
+#[tokio::test]
+async fn a_reload_keeps_the_state_of_unchanged_scripts() {
+    let text = |must: &str| {
+        format!(
+            "vrrp_script up {{\n script \"true\"\n weight 10\n interval 60\n}}\n\
+             vrrp_script must {{\n script \"{must}\"\n init_fail\n interval 60\n}}\n{a}",
+            a = instance("A", 1, "track_script {\n  up\n  must\n }"),
+        )
+    };
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let tracking = Tracking::spawn(tx);
+    tracking.set(Tracker::new(&config(&text("true")), InitFiles::Start).unwrap()).await;
+    // FAULT (init_fail) until both scripts have run once.
+    let before = until(&mut rx, "A", Some(110), Duration::from_secs(5)).await;
+    assert_eq!(before.first(), Some(&None), "{before:?}");
+    // `set` returns once what changed is sent: nothing did.
+    tracking.set(Tracker::new(&config(&text("true")), InitFiles::Reload).unwrap()).await;
+    assert_eq!(rx.try_recv().ok(), None, "an unchanged reload changed a verdict");
+    // A changed `must` starts afresh: init_fail's FAULT, then OK again.
+    tracking.set(Tracker::new(&config(&text("/bin/true")), InitFiles::Reload).unwrap()).await;
+    assert_eq!(rx.try_recv().ok().map(|u| u.priority), Some(None));
+    assert!(until(&mut rx, "A", Some(110), Duration::from_secs(5)).await.is_empty());
+}
+
+/// keepalived writes `init_file` at start (when missing, or always with
+/// `overwrite`); a reload only creates a missing file, never resetting a
+/// value written since.
+#[test]
+fn a_reload_creates_a_missing_init_file_but_overwrites_none() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("prio");
+    let cfg = config(&format!(
+        "track_file tf {{\n file \"{f}\"\n init_file 4 overwrite\n}}\n{a}",
+        f = f.display(),
+        a = instance("A", 1, "track_file {\n  tf\n }"),
+    ));
+    Tracker::new(&cfg, InitFiles::Start).unwrap();
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "4\n");
+    std::fs::write(&f, "7\n").unwrap();
+    Tracker::new(&cfg, InitFiles::Reload).unwrap();
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "7\n", "a reload reset the file");
+    std::fs::remove_file(&f).unwrap();
+    Tracker::new(&cfg, InitFiles::Reload).unwrap();
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "4\n");
+    std::fs::write(&f, "7\n").unwrap();
+    Tracker::new(&cfg, InitFiles::Start).unwrap();
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "4\n", "overwrite at start");
 }

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, bail, ensure};
 use director::config::{Broadcast, Config, VirtualAddress, Vmac, load_str};
 use director::vrrp::addr::{AddrError, Addrs, Vip};
 use director::vrrp::announce::{self, garp_frame, na_frame};
-use director::vrrp::track::{TrackUpdate, Tracker};
+use director::vrrp::track::{InitFiles, TrackUpdate, Tracker, Tracking};
 use director::vrrp::vmac::{VmacError, VmacSpec};
 use director_tests::netns::{Netns, veth};
 
@@ -349,7 +349,7 @@ fn use_vmac_macvlan_is_private_idempotent_and_removed() -> Result<()> {
 
 /// Reads updates until every instance's latest one is as wanted.
 async fn settle(
-    rx: &mut tokio::sync::mpsc::Receiver<TrackUpdate>,
+    rx: &mut tokio::sync::mpsc::UnboundedReceiver<TrackUpdate>,
     latest: &mut BTreeMap<String, Option<u8>>,
     want: &[(&str, Option<u8>)],
 ) -> Result<()> {
@@ -380,8 +380,9 @@ fn tracked_interfaces_fault_and_weight() -> Result<()> {
          vrrp_instance B {\n interface lo\n dont_track_primary\n virtual_router_id 2\n priority 100\n track_interface {\n  v0 weight -30\n }\n virtual_ipaddress {\n  10.64.0.2\n }\n}\n",
     );
     in_ns(&ns, async || -> Result<()> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel(16);
-        let task = Tracker::new(&cfg)?.spawn(tx);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let tracking = Tracking::spawn(tx);
+        tracking.set(Tracker::new(&cfg, InitFiles::Start)?).await;
         let mut latest = BTreeMap::new();
         settle(&mut rx, &mut latest, &[("A", Some(100)), ("B", Some(100))]).await?;
         // Carrier goes when the peer end goes down (the kernel's linkwatch
@@ -400,7 +401,7 @@ fn tracked_interfaces_fault_and_weight() -> Result<()> {
             took < Duration::from_millis(500),
             "link down seen after {took:?}"
         );
-        task.abort();
+        drop(tracking);
         Ok(())
     })??;
     Ok(())

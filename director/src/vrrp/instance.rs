@@ -1,8 +1,10 @@
 //! One running VRRP instance: the state machine ([`super::fsm`]) on the real
-//! clock, its socket, its VIPs. Each instance is a tokio task; the daemon
-//! talks to it through [`InstanceHandle`] and hears of its transitions as
-//! [`Event`]s. The VRRP timers are the state machine's `next_deadline`,
-//! slept on in [`Driver::run`].
+//! clock, its socket, its VIPs. Each instance is a tokio task on the VRRP
+//! thread (see [`super::manager`]); the manager talks to it through
+//! [`InstanceHandle`] and hears of its transitions as [`Event`]s. Both
+//! channels are unbounded: a command or a state change is never dropped,
+//! and neither side ever waits for the other. The VRRP timers are the state
+//! machine's `next_deadline`, slept on in [`Driver::run`].
 
 use std::{
     collections::BTreeMap,
@@ -183,14 +185,14 @@ pub fn state_name(s: State) -> &'static str {
 pub struct InstanceHandle {
     pub spec: Spec,
     pub status: Arc<Mutex<Status>>,
-    tx: mpsc::Sender<Command>,
+    tx: mpsc::UnboundedSender<Command>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl InstanceHandle {
     pub fn send(&self, cmd: Command) {
-        if let Err(e) = self.tx.try_send(cmd) {
-            warn!("VRRP_Instance({}) is not keeping up, dropped {:?}", self.spec.config.name, e.into_inner());
+        if let Err(e) = self.tx.send(cmd) {
+            warn!("VRRP_Instance({}) has stopped; {:?} not delivered", self.spec.config.name, e.0);
         }
     }
 
@@ -209,7 +211,7 @@ impl InstanceHandle {
 
     async fn stop(self, handover: bool) {
         let (done, rx) = oneshot::channel();
-        if self.tx.send(Command::Shutdown { handover, done }).await.is_ok() {
+        if self.tx.send(Command::Shutdown { handover, done }).is_ok() {
             let _ = rx.await;
         }
         let _ = self.task.await;
@@ -225,7 +227,7 @@ pub async fn start(
     io: Io,
     track: Option<Option<u8>>,
     resume_master: bool,
-    events: mpsc::Sender<Event>,
+    events: mpsc::UnboundedSender<Event>,
 ) -> Result<InstanceHandle, InstanceError> {
     let name = spec.config.name.clone();
     let socket_err = |source| InstanceError::Socket { name: name.clone(), source };
@@ -244,34 +246,9 @@ pub async fn start(
     if let (false, Some(ttl)) = (spec.multicast, spec.config.unicast_ttl) {
         sock.set_unicast_ttl(ttl).map_err(socket_err)?;
     }
-    let status = Arc::new(Mutex::new(Status {
-        name: spec.config.name.clone(),
-        interface: spec.iface.name.clone(),
-        vrid: spec.params.vrid,
-        version: spec.params.version.as_u8(),
-        state: state_name(State::Initialize).into(),
-        priority: spec.fsm.priority,
-        base_priority: spec.fsm.priority,
-        vips: spec.params.vips.clone(),
-        ..Status::default()
-    }));
-    let (tx, rx) = mpsc::channel(16);
-    let driver = Driver {
-        fsm: Fsm::new(spec.fsm.clone()),
-        spec: spec.clone(),
-        start: Instant::now(),
-        status: status.clone(),
-        events,
-        io,
-        announce_on,
-        garp: None,
-        scripts: None,
-        state: State::Initialize,
-        track_fault: false,
-        sync_fault: false,
-        holding: None,
-        reject_log: BTreeMap::new(),
-    };
+    let (tx, rx) = mpsc::unbounded_channel();
+    let driver = Driver::new(spec.clone(), io, announce_on, events);
+    let status = driver.status.clone();
     let task = tokio::spawn(driver.run(sock, rx, track, resume_master));
     Ok(InstanceHandle { spec, status, tx, task })
 }
@@ -294,7 +271,7 @@ struct Driver {
     /// The state machine's clock is time since this instant.
     start: Instant,
     status: Arc<Mutex<Status>>,
-    events: mpsc::Sender<Event>,
+    events: mpsc::UnboundedSender<Event>,
     io: Io,
     /// Where gratuitous ARPs / NAs go out (the VMAC or the interface).
     announce_on: Interface,
@@ -316,11 +293,41 @@ struct Driver {
 }
 
 impl Driver {
+    fn new(spec: Spec, io: Io, announce_on: Interface, events: mpsc::UnboundedSender<Event>) -> Driver {
+        let status = Status {
+            name: spec.config.name.clone(),
+            interface: spec.iface.name.clone(),
+            vrid: spec.params.vrid,
+            version: spec.params.version.as_u8(),
+            state: state_name(State::Initialize).into(),
+            priority: spec.fsm.priority,
+            base_priority: spec.fsm.priority,
+            vips: spec.params.vips.clone(),
+            ..Status::default()
+        };
+        Driver {
+            fsm: Fsm::new(spec.fsm.clone()),
+            spec,
+            start: Instant::now(),
+            status: Arc::new(Mutex::new(status)),
+            events,
+            io,
+            announce_on,
+            garp: None,
+            scripts: None,
+            state: State::Initialize,
+            track_fault: false,
+            sync_fault: false,
+            holding: None,
+            reject_log: BTreeMap::new(),
+        }
+    }
+
     fn now(&self) -> Duration {
         self.start.elapsed()
     }
 
-    async fn run(mut self, sock: VrrpSocket, mut rx: mpsc::Receiver<Command>, track: Option<Option<u8>>, resume: bool) {
+    async fn run(mut self, sock: VrrpSocket, mut rx: mpsc::UnboundedReceiver<Command>, track: Option<Option<u8>>, resume: bool) {
         let name = self.spec.config.name.clone();
         info!(
             "VRRP_Instance({name}) starting on {} (VRID {}, v{}, priority {}, {})",
@@ -627,9 +634,8 @@ impl Driver {
             priority: self.fsm.priority(),
             own_fault: self.track_fault,
         };
-        if self.events.try_send(event).is_err() {
-            warn!("VRRP_Instance({}): the daemon is not keeping up with VRRP events", self.spec.config.name);
-        }
+        // Fails only once the manager is gone, and nobody is left to tell.
+        let _ = self.events.send(event);
     }
 }
 
@@ -644,5 +650,37 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An instance on lo; nothing of it touches the network.
+    fn driver(events: mpsc::UnboundedSender<Event>) -> Driver {
+        let text = "vrrp_instance VI {\n interface lo\n virtual_router_id 7\n priority 100\n virtual_ipaddress {\n  10.0.0.7\n }\n}\n";
+        let cfg = crate::config::load_str(text, "t.conf", &Default::default()).config;
+        let spec = Spec::resolve(&cfg.instances[0], &cfg.global).unwrap();
+        let (_, netlink, _) = rtnetlink::new_connection().unwrap();
+        let io = Io { addrs: Addrs::with_handle(netlink.clone()), netlink, witness: None };
+        Driver::new(spec.clone(), io, spec.iface, events)
+    }
+
+    #[tokio::test]
+    async fn every_transition_reaches_a_manager_that_is_not_reading() {
+        let (events, mut rx) = mpsc::unbounded_channel();
+        let mut d = driver(events);
+        // Far more than any channel of the old daemon held (256).
+        let states = [State::Backup, State::Master, State::Fault];
+        for i in 0..1000 {
+            d.transition(states[i % 3]);
+        }
+        let mut from = State::Initialize;
+        for i in 0..1000 {
+            let e = rx.try_recv().unwrap_or_else(|e| panic!("transition {i} lost: {e}"));
+            assert_eq!((e.from, e.to), (from, states[i % 3]), "transition {i}");
+            from = e.to;
+        }
     }
 }

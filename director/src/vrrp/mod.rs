@@ -11,7 +11,9 @@
 //!
 //! Run time:
 //! - [`manager`]: the daemon's entry point: [`Vrrp::apply`] starts, restarts
-//!   and stops instances from the configuration.
+//!   and stops instances from the configuration. Instances, sync groups and
+//!   tracking run on a thread and runtime of their own, so the daemon's
+//!   blocking work never delays an advert.
 //! - [`instance`]: one task per instance; the VRRP timers live in its loop.
 //! - [`socket`]: the raw IP socket (protocol 112).
 //!
@@ -38,5 +40,5 @@ pub mod track;
 pub mod vmac;
 
 pub use fsm::{Action, Fsm, FsmConfig, Input, State, effective_priority};
-pub use manager::Vrrp;
+pub use manager::{Report, Vrrp};
 pub use packet::{Advert, Auth, DecodeError, InstanceParams, Reject, RxMeta, Version};

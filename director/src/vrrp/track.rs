@@ -6,8 +6,10 @@
 //! Pure: [`TrackPlan::from_config`] (which objects each instance tracks,
 //! with which weight) and [`TrackPlan::evaluate`] (priority or FAULT from
 //! the objects' current [`Status`]); [`ScriptCounter`] is the rise/fall
-//! counter. I/O: [`Tracker`] runs the scripts, reads links on every link
-//! event (and every second) and files every second, and sends a
+//! counter; a reload keeps the state of every object whose definition did
+//! not change (keepalived does), so an unchanged reload changes no verdict.
+//! I/O: [`Tracking`] runs the scripts of a [`Tracker`], reads links on every
+//! link event (and every second) and files every second, and sends a
 //! [`TrackUpdate`] whenever an instance's verdict changes.
 //!
 //! keepalived's rules, with `m` = -1 for `reverse`, else 1:
@@ -33,7 +35,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use futures::TryStreamExt;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{info, warn};
 
 use super::fsm::{Input, PRIORITY_OWNER, clamp_priority};
@@ -464,39 +466,45 @@ impl TrackUpdate {
 /// How often links and files are re-read.
 const POLL: Duration = Duration::from_secs(1);
 
-/// Runs the tracked scripts, watches links and files, and reports verdict
-/// changes. Build with [`Tracker::new`], start with [`Tracker::spawn`].
+/// What to do with `init_file`s (keepalived, track_file.c): at start a file
+/// is written when missing or with `overwrite`; a reload only creates
+/// missing ones, so it never resets a value someone wrote since.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InitFiles {
+    Start,
+    Reload,
+}
+
+/// What the configuration tracks: the plan, the scripts' resolved commands
+/// and users, the files' paths. Give it to a running [`Tracking`].
+#[derive(Debug)]
 pub struct Tracker {
     plan: TrackPlan,
     scripts: Vec<ScriptJob>,
     files: Vec<(String, String)>,
-    poll: Duration,
 }
 
+/// A vrrp_script as it runs. Two equal jobs are the same script: a reload
+/// keeps its state. Its weight is not here: it only changes what the
+/// script's result means, which the plan says.
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct ScriptJob {
     name: String,
     command: String,
     ids: Option<(u32, u32)>,
     interval: Duration,
     timeout: Duration,
+    /// As the configuration starts it (rise, fall, init_fail).
     counter: ScriptCounter,
-}
-
-enum Event {
-    Script {
-        name: String,
-        outcome: ScriptOutcome,
-    },
-    Links(HashMap<String, bool>),
-    Files(HashMap<String, i64>),
 }
 
 impl Tracker {
     /// Resolves the plan, the scripts' commands and users, and writes
     /// `init_file`s (keepalived does that at config load).
-    pub fn new(cfg: &Config) -> Result<Tracker, TrackError> {
+    pub fn new(cfg: &Config, init: InitFiles) -> Result<Tracker, TrackError> {
         let plan = TrackPlan::from_config(cfg)?;
-        let objects = plan.objects();
+        let mut objects: Vec<Object> = plan.objects().into_iter().collect();
+        objects.sort();
         let mut scripts = Vec::new();
         let mut files = Vec::new();
         for o in &objects {
@@ -527,10 +535,14 @@ impl Tracker {
                         .file
                         .clone()
                         .ok_or_else(|| TrackError::NoPath { name: name.clone() })?;
-                    if let Some(init) = &f.init_file
-                        && (init.overwrite || !std::path::Path::new(&path).exists())
+                    let exists = std::path::Path::new(&path).exists();
+                    if let Some(value) = f
+                        .init_file
+                        .as_ref()
+                        .filter(|i| !exists || (i.overwrite && init == InitFiles::Start))
+                        .map(|i| i.value)
                     {
-                        std::fs::write(&path, format!("{}\n", init.value)).map_err(|e| {
+                        std::fs::write(&path, format!("{value}\n")).map_err(|e| {
                             TrackError::InitFile {
                                 name: name.clone(),
                                 path: path.clone(),
@@ -547,33 +559,79 @@ impl Tracker {
             plan,
             scripts,
             files,
-            poll: POLL,
         })
     }
+}
 
-    /// Starts tracking on the current runtime; updates go to `tx`. The
-    /// task ends when `tx`'s receiver is dropped.
-    pub fn spawn(self, tx: mpsc::Sender<TrackUpdate>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(self.run(tx))
-    }
+/// A script's state while it runs; `run` tells its results from those of
+/// a loop a reload replaced.
+#[derive(Debug, Clone)]
+struct RunningScript {
+    job: ScriptJob,
+    counter: ScriptCounter,
+    run: u64,
+}
 
-    async fn run(self, tx: mpsc::Sender<TrackUpdate>) {
+/// One run's result.
+#[derive(Debug)]
+struct ScriptResult {
+    name: String,
+    run: u64,
+    outcome: ScriptOutcome,
+}
+
+/// What the tracker knows, carried across reconfigurations (pure: the
+/// running task feeds it results and readings).
+#[derive(Debug, Default)]
+struct TrackState {
+    plan: TrackPlan,
+    status: Status,
+    scripts: HashMap<String, RunningScript>,
+    links: Vec<String>,
+    files: Vec<(String, String)>,
+    /// The verdict each instance was last given.
+    sent: BTreeMap<String, Verdict>,
+    runs: u64,
+}
+
+impl TrackState {
+    /// Tracks `t` from now on. A script whose job is unchanged keeps its
+    /// counter and result (and its loop runs on); a new or changed one
+    /// starts afresh and is returned, to be started with its run number. A
+    /// file keeps its last value while its path is the same; instances keep
+    /// their last verdict, so an unchanged reload changes none.
+    fn reconfigure(&mut self, t: Tracker) -> Vec<(ScriptJob, u64)> {
         let Tracker {
             plan,
             scripts,
             files,
-            poll,
-        } = self;
-        let (etx, mut erx) = mpsc::channel::<Event>(64);
-        let mut status = Status::default();
-        let mut counters = HashMap::new();
-        let mut tasks = tokio::task::JoinSet::new();
+        } = t;
+        let mut old = std::mem::take(&mut self.scripts);
+        let mut start = Vec::new();
         for job in scripts {
-            status.scripts.insert(job.name.clone(), job.counter.state());
-            counters.insert(job.name.clone(), job.counter.clone());
-            tasks.spawn(script_loop(job, etx.clone()));
+            let running = match old.remove(&job.name) {
+                Some(r) if r.job == job => r,
+                _ => {
+                    self.runs += 1;
+                    start.push((job.clone(), self.runs));
+                    RunningScript {
+                        counter: job.counter.clone(),
+                        job,
+                        run: self.runs,
+                    }
+                }
+            };
+            self.scripts.insert(running.job.name.clone(), running);
         }
-        let links: Vec<String> = plan
+        self.status.scripts = self
+            .scripts
+            .iter()
+            .map(|(n, r)| (n.clone(), r.counter.state()))
+            .collect();
+        let kept: HashSet<&(String, String)> = self.files.iter().filter(|f| files.contains(f)).collect();
+        self.status.files.retain(|n, _| kept.iter().any(|(k, _)| k == n));
+        self.files = files;
+        self.links = plan
             .objects()
             .into_iter()
             .filter_map(|o| match o {
@@ -581,96 +639,187 @@ impl Tracker {
                 _ => None,
             })
             .collect();
-        // Subscribed to link events, so a link going down is seen at once;
-        // the periodic poll is the safety net.
-        let (netlink, link_events) = if links.is_empty() {
-            (None, None)
+        self.links.sort();
+        let links = &self.links;
+        self.status.links.retain(|n, _| links.contains(n));
+        self.sent.retain(|i, _| plan.instances.iter().any(|p| &p.instance == i));
+        self.plan = plan;
+        start
+    }
+
+    /// Records a script's run; the reason to re-evaluate when its state
+    /// changed. A result of a loop that was stopped or replaced is ignored.
+    fn record(&mut self, r: &ScriptResult) -> Option<String> {
+        let s = self.scripts.get_mut(&r.name).filter(|s| s.run == r.run)?;
+        let ok = r.outcome == ScriptOutcome::Exited(0);
+        if !s.counter.record(ok) {
+            return None;
+        }
+        self.status.scripts.insert(r.name.clone(), s.counter.state());
+        let name = &r.name;
+        let what = if ok {
+            "succeeded".to_string()
         } else {
-            use rtnetlink::MulticastGroup;
-            match rtnetlink::new_multicast_connection(&[MulticastGroup::Link]) {
-                Ok((conn, handle, events)) => {
-                    tasks.spawn(conn);
-                    (Some(handle), Some(events))
+            format!("failed ({})", describe(&r.outcome))
+        };
+        info!(script = %name, "VRRP_Script({name}) {what}");
+        Some(format!("script {name} {what}"))
+    }
+
+    /// New link and file readings; the reason to re-evaluate when they differ.
+    fn read(&mut self, links: HashMap<String, bool>, files: HashMap<String, i64>) -> Option<String> {
+        let mut why = Vec::new();
+        if links != self.status.links {
+            why.push(format!(
+                "interface {}",
+                changes(&self.status.links, &links, |up| if *up { "up" } else { "down" })
+            ));
+            self.status.links = links;
+        }
+        if files != self.status.files {
+            why.push(format!("track_file {}", changes(&self.status.files, &files, |v| v.to_string())));
+            self.status.files = files;
+        }
+        (!why.is_empty()).then(|| why.join("; "))
+    }
+
+    /// The instances whose verdict changed since they were last given one
+    /// (a pending verdict is not given), now marked as given.
+    fn verdicts(&mut self) -> Vec<(String, Verdict)> {
+        let mut out = Vec::new();
+        for (instance, v) in self.plan.evaluate(&self.status) {
+            if v != Verdict::Pending && self.sent.get(&instance) != Some(&v) {
+                self.sent.insert(instance.clone(), v.clone());
+                out.push((instance, v));
+            }
+        }
+        out
+    }
+}
+
+/// The updates for changed verdicts, each logged with `why`.
+fn to_updates(changed: Vec<(String, Verdict)>, why: &str) -> Vec<TrackUpdate> {
+    changed
+        .into_iter()
+        .map(|(instance, v)| {
+            let priority = match v {
+                Verdict::Priority(p) => {
+                    info!(%instance, priority = p, "tracking: {why}: effective priority {p}");
+                    Some(p)
                 }
-                Err(e) => {
-                    warn!("tracking: cannot open rtnetlink ({e}); tracked interfaces read as down");
-                    (None, None)
+                Verdict::Fault(reason) => {
+                    warn!(%instance, "tracking: {why}: FAULT ({reason})");
+                    None
                 }
+                Verdict::Pending => unreachable!("pending verdicts are not given"),
+            };
+            TrackUpdate { instance, priority }
+        })
+        .collect()
+}
+
+/// A task aborted when this is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// A running tracker: runs the scripts, watches links and files, and sends
+/// a [`TrackUpdate`] whenever an instance's verdict changes. It stops when
+/// dropped.
+pub struct Tracking {
+    requests: mpsc::UnboundedSender<(Tracker, oneshot::Sender<()>)>,
+    _task: AbortOnDrop,
+}
+
+impl Tracking {
+    /// Starts tracking nothing, on the current runtime; verdicts go to
+    /// `updates`.
+    pub fn spawn(updates: mpsc::UnboundedSender<TrackUpdate>) -> Tracking {
+        let (requests, rx) = mpsc::unbounded_channel();
+        Tracking {
+            requests,
+            _task: AbortOnDrop(tokio::spawn(track(updates, rx))),
+        }
+    }
+
+    /// Tracks `t` from now on: a script, file or interface whose
+    /// definition did not change keeps its state (rise/fall counter,
+    /// result, value), and an instance whose verdict stays is sent nothing.
+    /// Returns once the verdicts that changed are in `updates`.
+    pub async fn set(&self, t: Tracker) {
+        let (done, rx) = oneshot::channel();
+        if self.requests.send((t, done)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+async fn track(
+    updates: mpsc::UnboundedSender<TrackUpdate>,
+    mut requests: mpsc::UnboundedReceiver<(Tracker, oneshot::Sender<()>)>,
+) {
+    use rtnetlink::MulticastGroup;
+    // Subscribed to link events, so a link going down is seen at once; the
+    // periodic poll is the safety net.
+    let (netlink, mut link_events, _conn) =
+        match rtnetlink::new_multicast_connection(&[MulticastGroup::Link]) {
+            Ok((conn, handle, events)) => (
+                Some(handle),
+                Some(events),
+                Some(AbortOnDrop(tokio::spawn(conn))),
+            ),
+            Err(e) => {
+                warn!("tracking: cannot open rtnetlink ({e}); tracked interfaces read as down");
+                (None, None, None)
             }
         };
-        status.links = read_links(netlink.as_ref(), &links).await;
-        status.files = read_files(&files, &HashMap::new());
-        if !links.is_empty() || !files.is_empty() {
-            let seen = (status.links.clone(), status.files.clone());
-            tasks.spawn(poll_loop(
-                netlink,
-                link_events,
-                links,
-                files.clone(),
-                seen,
-                poll,
-                etx.clone(),
-            ));
-        }
-        drop(etx);
-        let mut sent: BTreeMap<String, Verdict> = BTreeMap::new();
-        let mut why = String::from("start");
-        loop {
-            for (instance, v) in plan.evaluate(&status) {
-                if v == Verdict::Pending || sent.get(&instance) == Some(&v) {
-                    continue;
+    let (results_tx, mut results) = mpsc::unbounded_channel();
+    let mut state = TrackState::default();
+    let mut loops: HashMap<String, AbortOnDrop> = HashMap::new();
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let (why, done) = tokio::select! {
+            req = requests.recv() => {
+                let Some((t, done)) = req else { return };
+                for (job, run) in state.reconfigure(t) {
+                    let name = job.name.clone();
+                    loops.insert(name, AbortOnDrop(tokio::spawn(script_loop(job, run, results_tx.clone()))));
                 }
-                let priority = match &v {
-                    Verdict::Priority(p) => {
-                        info!(%instance, priority = p, "tracking: {why}: effective priority {p}");
-                        Some(*p)
-                    }
-                    Verdict::Fault(reason) => {
-                        warn!(%instance, "tracking: {why}: FAULT ({reason})");
-                        None
-                    }
-                    Verdict::Pending => unreachable!(),
-                };
-                if tx
-                    .send(TrackUpdate {
-                        instance: instance.clone(),
-                        priority,
-                    })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                sent.insert(instance, v);
+                loops.retain(|n, _| state.scripts.contains_key(n));
+                let (links, files) = read_all(netlink.as_ref(), &state).await;
+                state.read(links, files);
+                ("configured".to_string(), Some(done))
             }
-            let Some(ev) = erx.recv().await else { return };
-            why = match ev {
-                Event::Script { name, outcome } => {
-                    let ok = outcome == ScriptOutcome::Exited(0);
-                    let c = counters.get_mut(&name).expect("one counter per script");
-                    if !c.record(ok) {
-                        continue;
-                    }
-                    status.scripts.insert(name.clone(), c.state());
-                    let what = if ok {
-                        "succeeded".to_string()
-                    } else {
-                        format!("failed ({})", describe(&outcome))
-                    };
-                    info!(script = %name, "VRRP_Script({name}) {what}");
-                    format!("script {name} {what}")
+            Some(r) = results.recv() => match state.record(&r) {
+                Some(why) => (why, None),
+                None => continue,
+            },
+            open = link_event(&mut link_events) => {
+                if !open {
+                    link_events = None;
                 }
-                Event::Links(l) => {
-                    let changed = changes(&status.links, &l, |up| if *up { "up" } else { "down" });
-                    status.links = l;
-                    format!("interface {changed}")
-                }
-                Event::Files(f) => {
-                    let changed = changes(&status.files, &f, |v| v.to_string());
-                    status.files = f;
-                    format!("track_file {changed}")
-                }
-            };
+                let (links, files) = read_all(netlink.as_ref(), &state).await;
+                let Some(why) = state.read(links, files) else { continue };
+                (why, None)
+            }
+            _ = tick.tick() => {
+                let (links, files) = read_all(netlink.as_ref(), &state).await;
+                let Some(why) = state.read(links, files) else { continue };
+                (why, None)
+            }
+        };
+        for u in to_updates(state.verdicts(), &why) {
+            if updates.send(u).is_err() {
+                return;
+            }
+        }
+        if let Some(done) = done {
+            let _ = done.send(());
         }
     }
 }
@@ -699,20 +848,18 @@ fn describe(o: &ScriptOutcome) -> String {
     }
 }
 
-async fn script_loop(job: ScriptJob, tx: mpsc::Sender<Event>) {
+async fn script_loop(job: ScriptJob, run: u64, tx: mpsc::UnboundedSender<ScriptResult>) {
     let mut tick = tokio::time::interval(job.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         let (outcome, _) = run_script(&job.command, job.ids, job.timeout).await;
-        if tx
-            .send(Event::Script {
-                name: job.name.clone(),
-                outcome,
-            })
-            .await
-            .is_err()
-        {
+        let r = ScriptResult {
+            name: job.name.clone(),
+            run,
+            outcome,
+        };
+        if tx.send(r).is_err() {
             return;
         }
     }
@@ -724,47 +871,24 @@ type LinkEvents = futures::channel::mpsc::UnboundedReceiver<(
     rtnetlink::sys::SocketAddr,
 )>;
 
-/// Re-reads links and files every `every` and on every link event,
-/// reporting changes from `seen`.
-async fn poll_loop(
-    netlink: Option<rtnetlink::Handle>,
-    mut link_events: Option<LinkEvents>,
-    links: Vec<String>,
-    files: Vec<(String, String)>,
-    seen: (HashMap<String, bool>, HashMap<String, i64>),
-    every: Duration,
-    tx: mpsc::Sender<Event>,
-) {
+/// The next link event (false: the subscription ended); never without one.
+async fn link_event(events: &mut Option<LinkEvents>) -> bool {
     use futures::StreamExt;
-    let (mut last_links, mut last_files) = seen;
-    loop {
-        let event = async {
-            match link_events.as_mut() {
-                Some(ev) => ev.next().await.is_some(),
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            open = event => if !open {
-                link_events = None;
-            },
-        }
-        let l = read_links(netlink.as_ref(), &links).await;
-        if l != last_links {
-            last_links = l.clone();
-            if tx.send(Event::Links(l)).await.is_err() {
-                return;
-            }
-        }
-        let f = read_files(&files, &last_files);
-        if f != last_files {
-            last_files = f.clone();
-            if tx.send(Event::Files(f)).await.is_err() {
-                return;
-            }
-        }
+    match events.as_mut() {
+        Some(ev) => ev.next().await.is_some(),
+        None => std::future::pending().await,
     }
+}
+
+/// The tracked links and files, read now.
+async fn read_all(
+    netlink: Option<&rtnetlink::Handle>,
+    state: &TrackState,
+) -> (HashMap<String, bool>, HashMap<String, i64>) {
+    (
+        read_links(netlink, &state.links).await,
+        read_files(&state.files, &state.status.files).await,
+    )
 }
 
 /// Whether each interface is up with carrier (IFF_UP and IFF_RUNNING, as
@@ -774,7 +898,7 @@ async fn read_links(
     names: &[String],
 ) -> HashMap<String, bool> {
     let mut out: HashMap<String, bool> = names.iter().map(|n| (n.clone(), false)).collect();
-    let Some(handle) = netlink else { return out };
+    let Some(handle) = netlink.filter(|_| !names.is_empty()) else { return out };
     let mut links = handle.link().get().execute();
     while let Ok(Some(l)) = links.try_next().await {
         let name = l.attributes.iter().find_map(|a| match a {
@@ -792,25 +916,43 @@ async fn read_links(
     out
 }
 
-/// Each file's value; an unreadable file reads 0, an out-of-range value
-/// keeps the previous one (keepalived ignores it).
-fn read_files(files: &[(String, String)], last: &HashMap<String, i64>) -> HashMap<String, i64> {
-    files
-        .iter()
-        .map(|(name, path)| {
-            let v = match std::fs::read(path) {
-                Ok(b) => {
-                    let text = String::from_utf8_lossy(&b[..b.len().min(127)]).into_owned();
-                    parse_track_value(&text).unwrap_or_else(|| {
+/// Each file's value, read off this thread (it keeps VRRP's time); an
+/// unreadable file reads 0, an out-of-range value keeps the previous one
+/// (keepalived ignores it).
+async fn read_files(files: &[(String, String)], last: &HashMap<String, i64>) -> HashMap<String, i64> {
+    if files.is_empty() {
+        return HashMap::new();
+    }
+    let (files, last) = (files.to_vec(), last.clone());
+    let fallback = last.clone();
+    tokio::task::spawn_blocking(move || {
+        files
+            .iter()
+            .map(|(name, path)| {
+                let v = match read_head(path) {
+                    Ok(text) => parse_track_value(&text).unwrap_or_else(|| {
                         warn!(file = %path, "track_file {name}: invalid number {:?}; ignored", text.trim());
                         last.get(name).copied().unwrap_or(0)
-                    })
-                }
-                Err(_) => 0,
-            };
-            (name.clone(), v)
-        })
-        .collect()
+                    }),
+                    Err(_) => 0,
+                };
+                (name.clone(), v)
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or(fallback)
+}
+
+/// The first 127 bytes of a file (keepalived reads no more), opened
+/// without blocking: a FIFO reads as empty instead of hanging.
+fn read_head(path: &str) -> std::io::Result<String> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let mut buf = Vec::with_capacity(128);
+    f.take(127).read_to_end(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 #[cfg(test)]
@@ -1224,5 +1366,70 @@ vrrp_sync_group G {
                 name: "nope".into()
             })
         );
+    }
+
+    fn result(name: &str, run: u64, ok: bool) -> ScriptResult {
+        let outcome = ScriptOutcome::Exited(if ok { 0 } else { 1 });
+        ScriptResult { name: name.into(), run, outcome }
+    }
+
+    /// `up` (weight 10, fall 3) and `must` (weight 0, init_fail) on A;
+    /// with `with_b`, B tracking lo.
+    fn reload_cfg(must_command: &str, with_b: bool) -> Tracker {
+        let b = if with_b {
+            "vrrp_instance B {\n interface lo\n dont_track_primary\n virtual_router_id 2\n priority 50\n track_interface {\n  lo\n }\n virtual_ipaddress {\n  10.0.0.2\n }\n}\n"
+        } else {
+            ""
+        };
+        let text = format!(
+            "vrrp_script up {{\n script \"true\"\n weight 10\n fall 3\n}}\n\
+             vrrp_script must {{\n script \"{must_command}\"\n init_fail\n}}\n\
+             vrrp_instance A {{\n interface lo\n dont_track_primary\n virtual_router_id 1\n priority 100\n track_script {{\n  up\n  must\n }}\n virtual_ipaddress {{\n  10.0.0.1\n }}\n}}\n{b}"
+        );
+        Tracker::new(&cfg(&text), InitFiles::Reload).unwrap()
+    }
+
+    #[test]
+    fn an_unchanged_reconfigure_keeps_counters_results_and_verdicts() {
+        let mut s = TrackState::default();
+        let started = s.reconfigure(reload_cfg("true", true));
+        let run = |s: &TrackState, n: &str| s.scripts[n].run;
+        assert_eq!(started.iter().map(|(j, _)| j.name.as_str()).collect::<Vec<_>>(), ["must", "up"]);
+        // init_fail: FAULT before `must` has run; B waits for its link.
+        assert!(matches!(&s.verdicts()[..], [(a, Verdict::Fault(_)), (b, Verdict::Fault(_))] if a == "A" && b == "B"));
+        s.read([("lo".to_string(), true)].into(), HashMap::new());
+        assert_eq!(s.verdicts(), [("B".to_string(), Verdict::Priority(50))]);
+        assert!(s.record(&result("up", run(&s, "up"), true)).is_some());
+        assert!(s.record(&result("must", run(&s, "must"), true)).is_some());
+        assert_eq!(s.verdicts(), [("A".to_string(), Verdict::Priority(110))]);
+        // One failure of three: `up` is still OK.
+        assert!(s.record(&result("up", run(&s, "up"), false)).is_none());
+        let before = s.scripts["up"].counter.clone();
+
+        // The same configuration again: nothing restarts, nothing changes.
+        assert!(s.reconfigure(reload_cfg("true", true)).is_empty());
+        assert_eq!(s.scripts["up"].counter, before);
+        assert_eq!(s.verdicts(), []);
+        // The failure before the reload counts: two more make three.
+        assert!(s.record(&result("up", run(&s, "up"), false)).is_none());
+        assert!(s.record(&result("up", run(&s, "up"), false)).is_some());
+        assert_eq!(s.verdicts(), [("A".to_string(), Verdict::Priority(100))]);
+
+        // `must` changed: it starts afresh (init_fail again), `up` goes on;
+        // the replaced loop's last result is not the new `must`'s.
+        let old_must = run(&s, "must");
+        let started = s.reconfigure(reload_cfg("/bin/true", true));
+        assert_eq!(started.iter().map(|(j, _)| j.name.as_str()).collect::<Vec<_>>(), ["must"]);
+        assert_eq!(s.status.scripts["up"], Some(false));
+        assert!(matches!(&s.verdicts()[..], [(a, Verdict::Fault(_))] if a == "A"));
+        assert!(s.record(&result("must", old_must, true)).is_none());
+        assert_eq!(s.status.scripts["must"], Some(false));
+
+        // B removed: forgotten, so once it is back it is told its verdict.
+        s.reconfigure(reload_cfg("/bin/true", false));
+        assert!(!s.sent.contains_key("B") && !s.status.links.contains_key("lo"));
+        s.reconfigure(reload_cfg("/bin/true", true));
+        s.read([("lo".to_string(), true)].into(), HashMap::new());
+        assert_eq!(s.verdicts(), [("B".to_string(), Verdict::Priority(50))]);
     }
 }
