@@ -34,7 +34,7 @@ use std::{
     ffi::OsStr,
     fs::{self, File},
     io::{BufRead, BufReader, ErrorKind, Read, Write},
-    net::{Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream},
+    net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream},
     os::{fd::AsRawFd, unix::process::CommandExt},
     path::{Path, PathBuf},
     process::{Child, Command, ExitStatus, Stdio},
@@ -51,7 +51,7 @@ use director::dataplane::xdp::{AttachMode, LoadOptions, XdpProgram};
 use director_tests::{
     files::{TempDir, unique, workspace_bin},
     netns::Netns,
-    topo::{bridge, plug, set_tx_csum, sysctl},
+    topo::{Mac, bridge, permanent_neighbours, plug, set_tx_csum, sysctl},
 };
 
 const VIP: Ipv4Addr = Ipv4Addr::new(10, 81, 0, 100);
@@ -597,14 +597,10 @@ fn many_real_servers_in(lab: &Lab) -> Result<()> {
     // 2,046 more real servers at weight 0, reachable through permanent
     // neighbour entries on a second subnet, so all are programmed.
     lab.dir.ip(&["addr", "add", "10.82.255.254/16", "dev", "eth0"])?;
-    let extra: Vec<(u32, u32)> = (0..2046).map(|i| (i / 250, i % 250 + 1)).collect();
-    let batch: String = extra
-        .iter()
-        .map(|(a, b)| format!("neigh add 10.82.{a}.{b} lladdr 02:00:00:00:{a:02x}:{b:02x} dev eth0 nud permanent\n"))
-        .collect();
-    let batch_file = lab.conf.with_file_name("neigh.batch");
-    fs::write(&batch_file, batch)?;
-    lab.dir.ip(&["-batch", batch_file.to_str().context("batch path")?])?;
+    let extra: Vec<(u8, u8)> = (0..2046u16).map(|i| ((i / 250) as u8, (i % 250 + 1) as u8)).collect();
+    let hops: Vec<(IpAddr, Mac)> =
+        extra.iter().map(|&(a, b)| (Ipv4Addr::new(10, 82, a, b).into(), [0x02, 0, 0, 0, a, b])).collect();
+    permanent_neighbours(&lab.dir, "eth0", &hops)?;
     let mut text = config(VRID, [1, 1, 1]);
     text.truncate(text.rfind('}').context("config ends with }")?);
     for (a, b) in &extra {
@@ -638,6 +634,66 @@ fn many_real_servers_in(lab: &Lab) -> Result<()> {
     let out = lab.daemon.ctl(&["rs", "enable", &victim.to_string()])?;
     ensure!(out.code == Some(0), "rs enable {victim}: {out}");
     Ok(())
+}
+
+/// Without `--iface`, XDP follows the interfaces the configuration names
+/// (issue 11): a reload that adds a vrrp_instance on eth1 attaches XDP to
+/// eth1 (the dry run says so first), one that drops it detaches it. Then a
+/// start that fails (the file has an error) removes what the stopped
+/// daemon left pinned, rather than leave it forwarding from maps nobody
+/// updates any more.
+#[test]
+fn xdp_follows_the_configured_interfaces() -> Result<()> {
+    let mut lab = Lab::new("ifaces")?;
+    let r = interfaces_in(&mut lab);
+    lab.explain(r)
+}
+
+fn interfaces_in(lab: &mut Lab) -> Result<()> {
+    lab.daemon.stop()?;
+    let at = lab.daemon.args.iter().position(|a| a == "--iface").context("--iface in the lab's arguments")?;
+    lab.daemon.args.drain(at..at + 2);
+    lab.daemon.start()?;
+    lab.daemon.wait_ready(READY_TIMEOUT)?;
+    lab.many(3).context("forwarding with the interfaces from the configuration")?;
+
+    lab.dir.ip(&["link", "add", "eth1", "type", "veth", "peer", "name", "eth1p"])?;
+    lab.dir.ip(&["addr", "add", "10.83.0.2/24", "dev", "eth1"])?;
+    for dev in ["eth1", "eth1p"] {
+        lab.dir.ip(&["link", "set", dev, "up"])?;
+    }
+    let xdp_on = |dev: &str| -> Result<bool> { Ok(lab.dir.ip(&["link", "show", "dev", dev])?.contains("prog/xdp")) };
+    ensure!(!xdp_on("eth1")?, "eth1 has an XDP program before the configuration names it");
+    let second = "vrrp_instance VI_2 {\n    state BACKUP\n    interface eth1\n    virtual_router_id 52\n    priority 50\n    virtual_ipaddress {\n        10.83.0.100\n    }\n}\n";
+    fs::write(&lab.conf, format!("{}{second}", config(VRID, [1, 1, 1])))?;
+    let plan = lab.daemon.ctl(&["reload", "--dry-run"])?;
+    ensure!(plan.code == Some(0) && plan.stdout.contains("+ XDP on eth1"), "the plan should attach eth1: {plan}");
+    ensure!(!xdp_on("eth1")?, "a dry run attached eth1");
+    let out = lab.daemon.ctl(&["reload"])?;
+    ensure!(out.code == Some(0), "reload naming eth1: {out}");
+    ensure!(xdp_on("eth1")?, "the reload naming eth1 did not attach XDP to it");
+    let status = lab.status()?;
+    ensure!(status.contains("eth1 ("), "status should list eth1 among the XDP interfaces: {status}");
+
+    fs::write(&lab.conf, config(VRID, [1, 1, 1]))?;
+    let out = lab.daemon.ctl(&["reload"])?;
+    ensure!(out.code == Some(0), "reload without eth1: {out}");
+    ensure!(!xdp_on("eth1")?, "XDP stayed on eth1 after the configuration dropped it");
+    lab.many(3).context("forwarding after eth1 came and went")?;
+
+    // Stopped, the daemon leaves the data plane pinned for its successor.
+    lab.daemon.stop()?;
+    ensure!(xdp_on("eth0")?, "a stopped daemon should leave XDP pinned on eth0 for the next one");
+    fs::write(&lab.conf, config(VRID, [1, 1, 1]).replace("lvs_sched wrr", "lvs_sched nosuch"))?;
+    lab.daemon.start()?;
+    let status = lab.daemon.wait_exit(READY_TIMEOUT)?;
+    ensure!(!status.success(), "a start on a broken file should fail, not {status}");
+    ensure!(!xdp_on("eth0")?, "the failed start left the older XDP program forwarding on eth0");
+    let left = walk(&lab.daemon.bpffs);
+    ensure!(left.is_empty(), "the failed start left pins behind: {left:?}");
+
+    fs::write(&lab.conf, config(VRID, [1, 1, 1]))?;
+    lab.bring_up().context("a start after the failed one")
 }
 
 /// data plane after retry + 1 = 2 failures a delay_before_retry apart, and

@@ -105,6 +105,13 @@ fn at(r: &RealSpec) -> String {
     std::net::SocketAddr::new(r.addr, r.port).to_string()
 }
 
+/// Interfaces XDP would be attached to or detached from.
+pub fn interfaces(before: &[String], after: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = before.iter().filter(|b| !after.contains(b)).map(|b| format!("- XDP on {b}")).collect();
+    out.extend(after.iter().filter(|a| !before.contains(a)).map(|a| format!("+ XDP on {a}")));
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,6 +126,13 @@ mod tests {
         let (xdp, _, _) =
             build(config.virtual_servers.iter(), &AdminOverrides::new(), &HealthMap::new(), None, &|_| Some(NextHop::default()));
         (config, Desired { xdp, ipvs: DesiredState::default(), ..Default::default() })
+    }
+
+    #[test]
+    fn interfaces_attached_and_detached() {
+        let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(interfaces(&names(&["eth0", "eth1"]), &names(&["eth0", "eth2"])), ["- XDP on eth1", "+ XDP on eth2"]);
+        assert!(interfaces(&names(&["eth0"]), &names(&["eth0"])).is_empty());
     }
 
     #[test]

@@ -16,7 +16,7 @@ use std::{
     process::ExitCode,
 };
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use tracing::{error, warn};
 
@@ -183,11 +183,28 @@ fn run(args: Args) -> Result<()> {
     let more = validate::run_checks(&loaded, default, &config::SystemHost, Severity::Warning);
     loaded.extend(more);
     log_diagnostics(&loaded.diagnostics);
-    if loaded.has_errors() {
-        bail!("{}: the configuration has errors; not starting", args.file.display());
-    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-    rt.block_on(async move { run::Daemon::start(args, loaded.config).await?.run().await })
+    rt.block_on(async move {
+        // The socket first: it refuses to start a second daemon before that
+        // one could touch the running data plane.
+        let listener = crate::ctl::server::bind(&args.socket, crate::ctl::server::DEFAULT_MODE)
+            .with_context(|| format!("control socket {}", args.socket.display()))?;
+        let (socket, bpffs) = (args.socket.clone(), args.bpffs_dir.clone());
+        let started = if loaded.has_errors() {
+            Err(anyhow!("{}: the configuration has errors; not starting", args.file.display()))
+        } else {
+            run::Daemon::start(args, loaded.config, listener).await
+        };
+        match started {
+            Ok(daemon) => daemon.run().await,
+            Err(e) => {
+                // No daemon will update an older daemon's pinned maps now.
+                planes::retire_xdp(&bpffs);
+                let _ = std::fs::remove_file(&socket);
+                Err(e)
+            }
+        }
+    })
 }
 
 fn verdict(loaded: &Loaded) -> String {

@@ -3,7 +3,7 @@
 //! serve (fwmark, SCTP).
 
 use anyhow::{Context, Result};
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::{Args, desired::Routing};
 use crate::{
@@ -63,8 +63,16 @@ impl Planes {
     pub fn start(args: &Args, config: &Config) -> Result<Self> {
         let mut planes = Planes { xdp: None, ipvs: None, default: Kind::Xdp, interfaces: Vec::new(), ipvs_failed: false };
         match args.dataplane {
-            Mode::Xdp => planes.start_xdp(args, config)?,
+            Mode::Xdp => {
+                if let Err(e) = planes.start_xdp(args, config) {
+                    // Neither this attempt's pins nor an older daemon's
+                    // program may go on forwarding from maps nobody updates.
+                    retire_xdp(&args.bpffs_dir);
+                    return Err(e);
+                }
+            }
             Mode::Ipvs => {
+                retire_xdp(&args.bpffs_dir);
                 planes.default = Kind::Ipvs;
                 planes.ipvs = Some(open_ipvs().context("--dataplane ipvs")?);
                 info!("data plane: IPVS (--dataplane ipvs)");
@@ -72,6 +80,7 @@ impl Planes {
             Mode::Auto => {
                 if let Err(e) = planes.start_xdp(args, config) {
                     warn!("XDP cannot run here ({e:#}); falling back to the IPVS data plane");
+                    retire_xdp(&args.bpffs_dir);
                     planes.default = Kind::Ipvs;
                     planes.ipvs = Some(open_ipvs().context("IPVS, the fallback after XDP failed")?);
                     info!("data plane: IPVS (--dataplane auto, XDP unavailable)");
@@ -87,31 +96,83 @@ impl Planes {
     fn start_xdp(&mut self, args: &Args, config: &Config) -> Result<()> {
         let names = super::interfaces(args, config)?;
         let opts = xdp::LoadOptions { pin_dir: Some(args.bpffs_dir.clone()), ..Default::default() };
-        let mut prog = XdpProgram::load_with(opts).context("loading the XDP program")?;
+        let prog = XdpProgram::load_with(opts).context("loading the XDP program")?;
         if prog.adopted() {
             info!("adopted the data plane pinned in {}: connections continue", args.bpffs_dir.display());
         }
-        for iface in &names {
-            let mode = match prog.attach(iface) {
-                Ok(mode) => mode,
-                Err(e) => {
-                    // What this attempt pinned would otherwise outlive it.
-                    if !prog.adopted() {
-                        drop(prog);
-                        self.interfaces.clear();
-                        if let Err(c) = XdpProgram::cleanup(&args.bpffs_dir) {
-                            warn!("removing the XDP pins of the failed attempt: {c}");
-                        }
-                    }
-                    return Err(e).with_context(|| format!("attaching XDP to {iface}"));
+        self.xdp = Some(prog);
+        if let Err(e) = self.attach(&names) {
+            self.xdp = None;
+            self.interfaces.clear();
+            return Err(e);
+        }
+        if let Some(prog) = self.xdp.as_mut() {
+            // Links a previous daemon pinned on interfaces this configuration
+            // no longer names would forward unwatched.
+            for stale in prog.pinned_interfaces().into_iter().filter(|p| !names.contains(p)) {
+                match prog.detach(&stale) {
+                    Ok(()) => info!("detached the XDP program a previous daemon left on {stale}: the configuration no longer names it"),
+                    Err(e) => warn!("detaching the XDP program left on {stale}: {e}"),
                 }
-            };
-            info!(iface = %iface, mode = %mode, "attached XDP program to {iface} ({mode} mode)");
-            let (ifindex, mac) = xdp::link_mac(iface).with_context(|| format!("the MAC of {iface}"))?;
-            self.interfaces.push(Attached { view: InterfaceView { name: iface.clone(), attach_mode: mode.to_string() }, ifindex, mac });
+            }
         }
         info!("data plane: XDP on {}", names.join(", "));
-        self.xdp = Some(prog);
+        Ok(())
+    }
+
+    /// The interfaces XDP should be on for `config`: `--iface`, or those
+    /// its instances name; None without XDP.
+    pub fn xdp_interfaces(&self, args: &Args, config: &Config) -> Result<Option<Vec<String>>> {
+        if self.xdp.is_none() {
+            return Ok(None);
+        }
+        super::interfaces(args, config).map(Some)
+    }
+
+    /// The interfaces XDP is attached to.
+    pub fn attached_names(&self) -> Vec<String> {
+        self.interfaces.iter().map(|i| i.view.name.clone()).collect()
+    }
+
+    /// Attaches XDP to each of `names` it is not on yet, all or none: on
+    /// an error those attached here are detached again. Returns the new ones.
+    pub fn attach(&mut self, names: &[String]) -> Result<Vec<String>> {
+        let new: Vec<String> =
+            names.iter().filter(|n| !self.interfaces.iter().any(|i| &i.view.name == *n)).cloned().collect();
+        let mut added = Vec::new();
+        for iface in &new {
+            let Some(prog) = self.xdp.as_mut() else { return Ok(Vec::new()) };
+            let attached = prog
+                .attach(iface)
+                .map_err(anyhow::Error::from)
+                .and_then(|mode| Ok((mode, xdp::link_mac(iface)?)))
+                .with_context(|| format!("attaching XDP to {iface}"));
+            match attached {
+                Ok((mode, (ifindex, mac))) => {
+                    info!(iface = %iface, mode = %mode, "attached XDP program to {iface} ({mode} mode)");
+                    self.interfaces.push(Attached { view: InterfaceView { name: iface.clone(), attach_mode: mode.to_string() }, ifindex, mac });
+                    added.push(iface.clone());
+                }
+                Err(e) => {
+                    let _ = prog.detach(iface);
+                    if let Err(d) = self.detach(&added) {
+                        warn!("{d:#}");
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(added)
+    }
+
+    /// Detaches XDP from `names`.
+    pub fn detach(&mut self, names: &[String]) -> Result<()> {
+        let Some(prog) = self.xdp.as_mut() else { return Ok(()) };
+        for iface in names {
+            prog.detach(iface).with_context(|| format!("detaching XDP from {iface}"))?;
+            self.interfaces.retain(|i| &i.view.name != iface);
+            info!(iface = %iface, "detached XDP program from {iface}");
+        }
         Ok(())
     }
 
@@ -194,6 +255,19 @@ pub struct Attached {
     pub view: InterfaceView,
     pub ifindex: u32,
     pub mac: [u8; 6],
+}
+
+/// Detaches and unpins whatever XDP program an earlier daemon left under
+/// `dir`: IPVS now serves, or the start failed, and that program's maps
+/// would never change again.
+pub fn retire_xdp(dir: &std::path::Path) {
+    match XdpProgram::cleanup(dir) {
+        Ok(detached) if !detached.is_empty() => {
+            warn!("detached the XDP program left pinned in {} from {}: no daemon updates its maps", dir.display(), detached.join(", "));
+        }
+        Ok(_) => {}
+        Err(e) => error!("removing the XDP program left pinned in {}: {e}; `director --cleanup` removes it", dir.display()),
+    }
 }
 
 /// IPVS through netlink; loads ip_vs first if the kernel has it as a

@@ -76,12 +76,10 @@ pub struct Daemon {
 }
 
 impl Daemon {
-    pub async fn start(args: Args, config: Config) -> Result<Self> {
+    /// Starts on `listener`, the control socket already bound, which
+    /// makes the data plane this process's.
+    pub async fn start(args: Args, config: Config, listener: tokio::net::UnixListener) -> Result<Self> {
         info!("{}: {}", args.file.display(), summary(&config));
-        // The socket first: it refuses to start a second daemon before that
-        // one could touch the running data plane.
-        let listener = ctl::server::bind(&args.socket, ctl::server::DEFAULT_MODE)
-            .with_context(|| format!("control socket {}", args.socket.display()))?;
         let metrics_listener = tokio::net::TcpListener::bind(args.metrics_listen)
             .await
             .with_context(|| format!("metrics endpoint {}", args.metrics_listen))?;
@@ -227,9 +225,21 @@ impl Daemon {
         {
             return self.refuse(dry_run, format!("{}: {e}", self.args.file.display()));
         }
+        let ifaces = match self.planes.xdp_interfaces(&self.args, &loaded.config) {
+            Ok(names) => names.unwrap_or_default(),
+            Err(e) => return self.refuse(dry_run, format!("{}: {e:#}", self.args.file.display())),
+        };
+        let attached = self.planes.attached_names();
+        let gone: Vec<String> = attached.iter().filter(|a| !ifaces.contains(a)).cloned().collect();
         if dry_run {
-            return Ok(diff::describe(&self.config, &self.applied, &loaded.config, &next));
+            let mut plan = diff::describe(&self.config, &self.applied, &loaded.config, &next);
+            plan.extend(diff::interfaces(&attached, &ifaces));
+            return Ok(plan);
         }
+        let added = match self.planes.attach(&ifaces) {
+            Ok(added) => added,
+            Err(e) => return self.refuse(false, format!("{}: {e:#}", self.args.file.display())),
+        };
         let old = std::mem::replace(&mut self.config, loaded.config);
         let old_admin = std::mem::replace(&mut self.admin, admin);
         self.apply_vrrp().await;
@@ -238,12 +248,20 @@ impl Daemon {
             let message = format!("applying {} failed, the previous configuration is back: {e:#}", self.args.file.display());
             self.config = old;
             self.admin = old_admin;
+            if let Err(e) = self.planes.detach(&added) {
+                error!("{e:#}");
+            }
             self.apply_vrrp().await;
             self.set_check_targets();
             if let Err(e) = self.reconcile() {
                 error!("re-applying the previous configuration failed too: {e:#}");
             }
             return self.refuse(false, message);
+        }
+        let mut warnings: Vec<String> = loaded.diagnostics.iter().map(ToString::to_string).collect();
+        if let Err(e) = self.planes.detach(&gone) {
+            warn!("{e:#}");
+            warnings.push(format!("{e:#}"));
         }
         self.save_admin();
         self.mailer = Mailer::from_config(&self.config);
@@ -252,7 +270,7 @@ impl Daemon {
         self.last_reload_error = None;
         info!(generation = self.generation, "reloaded {}: {}", self.args.file.display(), summary(&self.config));
         self.refresh().await;
-        Ok(loaded.diagnostics.iter().map(ToString::to_string).collect())
+        Ok(warnings)
     }
 
     /// A refused reload: logged, counted and kept for `status` (a dry run

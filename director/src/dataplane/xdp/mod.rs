@@ -18,7 +18,7 @@ use aya::{
     programs::{
         ProgramError, Xdp, XdpMode,
         links::{FdLink, PinnedLink},
-        xdp::XdpLink,
+        xdp::{XdpLink, XdpLinkId},
     },
 };
 use director_common::{
@@ -146,6 +146,9 @@ pub struct XdpProgram {
     pins: Option<PathBuf>,
     /// True when the maps were found pinned and their content adopted.
     adopted: bool,
+    /// Links this process holds open, by interface: detaching closes them
+    /// (a pinned link also needs its pin removed).
+    held: std::collections::BTreeMap<String, XdpLinkId>,
 }
 
 impl XdpProgram {
@@ -191,7 +194,7 @@ impl XdpProgram {
         } else {
             Applied::new(ring_slots, opts.ring_size)
         };
-        Ok(XdpProgram { ebpf, maps, applied, pins, adopted })
+        Ok(XdpProgram { ebpf, maps, applied, pins, adopted, held: Default::default() })
     }
 
     /// Whether the maps (and so the connection table) came from a previous
@@ -259,24 +262,64 @@ impl XdpProgram {
         self.maps.local_macs.set(ifindex, v, 0).map_err(|source| XdpError::Map { name: maps::LOCAL_MACS, source })
     }
 
+    /// Detaches the program from `iface`: the link this process holds, and
+    /// its pin, so that nothing forwards there once the interface left the
+    /// configuration (or a failed attempt attached it).
+    pub fn detach(&mut self, iface: &str) -> Result<(), XdpError> {
+        if let Some(id) = self.held.remove(iface) {
+            xdp_mut(&mut self.ebpf)?.detach(id)?;
+        }
+        if let Some(dir) = &self.pins {
+            for mode in [AttachMode::Native, AttachMode::Skb] {
+                let path = dir.join(link_name(mode, iface));
+                if path.exists() {
+                    let link = PinnedLink::from_pin(&path).map_err(|e| pin_err(&path, e))?;
+                    drop(link.unpin().map_err(|e| pin_err(&path, e))?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The interfaces of this network namespace with a pinned link under
+    /// this layout: what a previous daemon attached.
+    pub fn pinned_interfaces(&self) -> Vec<String> {
+        let Some(dir) = &self.pins else { return Vec::new() };
+        let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
+        let ours = format!("-{}-", netns_id());
+        let mut names: Vec<String> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                let rest = name.strip_prefix("link-")?;
+                let at = rest.find(&ours)?;
+                Some(rest[at + ours.len()..].to_string())
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     fn attach_link(&mut self, iface: &str) -> Result<AttachMode, XdpError> {
-        let Some(dir) = self.pins.clone() else { return self.attach_new(iface).map(|(mode, _)| mode) };
-        // bpffs holds only pinned objects, so the mode lives in the name; and
-        // one host may run daemons in several network namespaces, so the
-        // namespace does too.
-        let netns = netns_id();
-        let link_name = |mode: AttachMode| format!("link-{mode}-{netns}-{iface}");
-        let pinned_as = |mode: AttachMode| dir.join(link_name(mode));
+        let Some(dir) = self.pins.clone() else {
+            let (mode, id) = self.attach_new(iface)?;
+            self.held.insert(iface.to_string(), id);
+            return Ok(mode);
+        };
+        let name = |mode: AttachMode| link_name(mode, iface);
+        let pinned_as = |mode: AttachMode| dir.join(name(mode));
         for mode in [AttachMode::Native, AttachMode::Skb] {
             let path = pinned_as(mode);
             if path.exists() {
                 let pinned = PinnedLink::from_pin(&path).map_err(|e| pin_err(&path, e))?;
                 let link = XdpLink::try_from(FdLink::from(pinned)).map_err(|e| pin_err(&path, e))?;
-                xdp_mut(&mut self.ebpf)?.attach_to_link(link)?;
+                let id = xdp_mut(&mut self.ebpf)?.attach_to_link(link)?;
+                self.held.insert(iface.to_string(), id);
                 return Ok(mode);
             }
         }
-        if let Some(mode) = self.take_over_older_layout(&dir, link_name)? {
+        if let Some(mode) = self.take_over_older_layout(&dir, name)? {
             return Ok(mode);
         }
         let (mode, id) = self.attach_new(iface)?;
@@ -464,6 +507,13 @@ impl MountLock {
         }
         MountLock { _file: file }
     }
+}
+
+/// A link's pin name. bpffs holds only pinned objects, so the mode lives
+/// in the name; and one host may run daemons in several network
+/// namespaces, so the namespace does too.
+fn link_name(mode: AttachMode, iface: &str) -> String {
+    format!("link-{mode}-{}-{iface}", netns_id())
 }
 
 /// This process's network namespace, as `ip netns identify` would key it.
