@@ -1,6 +1,6 @@
-//! The desired state: what the data plane should be doing right now. Every
-//! input (configuration, health checks, VRRP, operator commands) ends up
-//! here, and a data plane applies it as a diff.
+//! The desired state of one data plane: the services it should be
+//! forwarding right now. `daemon::desired` computes it (with the rest the
+//! daemon programs) from every input, and a data plane applies it as a diff.
 
 use std::{net::IpAddr, time::Duration};
 

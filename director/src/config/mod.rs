@@ -28,6 +28,7 @@
 //!   with a warning saying so.
 
 mod build;
+pub mod check;
 mod diag;
 mod host;
 mod keywords;

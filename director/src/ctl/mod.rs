@@ -1,7 +1,8 @@
-//! `directorctl`: the operator's CLI, and the control socket it talks to.
+//! `directorctl`: the operator's CLI, a client of the daemon's control
+//! socket (whose server is `daemon::control`).
 //!
 //! - `protocol`: the JSON-lines messages both ends share.
-//! - `server`: the daemon's end (`bind`, `serve`); `client`: directorctl's.
+//! - `client`: directorctl's end.
 //! - `ipvsadm`, `summary`: pure renderings of a status snapshot.
 //! - `target`: parsing of `IP[:PORT]` and `VIP:PORT` arguments.
 //!
@@ -11,7 +12,6 @@
 pub mod client;
 pub mod ipvsadm;
 pub mod protocol;
-pub mod server;
 pub mod summary;
 pub mod target;
 
@@ -32,7 +32,7 @@ use self::{
     ipvsadm::{Layout, ListOptions},
     protocol::{AdminAction, DEFAULT_SOCKET, RealTarget, Response},
 };
-use crate::{daemon, status::Snapshot};
+use crate::status::Snapshot;
 
 const EXIT_REFUSED: u8 = 1;
 const EXIT_UNREACHABLE: u8 = 2;
@@ -176,11 +176,13 @@ impl From<CtlError> for Failure {
     }
 }
 
-pub fn main(cli: Cli) -> ExitCode {
+/// Runs `cli`; `config check` goes to `check_file` (the binary passes
+/// `daemon::config_check`, so that this client needs no daemon code).
+pub fn main(cli: Cli, check_file: impl FnOnce(&Path, Option<String>) -> u8) -> ExitCode {
     let socket = cli.socket.as_path();
     let result = match cli.command {
         CtlCommand::Config { command: ConfigCommand::Check { file, config_id } } => {
-            return ExitCode::from(daemon::config_check(&file, config_id, false));
+            return ExitCode::from(check_file(&file, config_id));
         }
         CtlCommand::Status { json } => status(socket, json),
         CtlCommand::List(args) => list(socket, &args),

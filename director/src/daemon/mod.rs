@@ -1,5 +1,6 @@
 //! The daemon's wiring: configuration, the data planes, signals.
 
+pub mod control;
 pub mod desired;
 pub mod neigh;
 mod notify;
@@ -21,7 +22,7 @@ use clap::Parser;
 use tracing::{error, warn};
 
 use crate::{
-    config::{self, Config, Diagnostic, LoadOptions, Loaded, Severity},
+    config::{self, Config, Diagnostic, LoadOptions, Severity},
 };
 
 /// Command-line options. `-f`, `-t`, `-i` and `-l` follow keepalived's
@@ -147,33 +148,30 @@ fn check(args: &Args) -> u8 {
     config_check(&args.file, args.config_id.clone(), args.dump_config)
 }
 
-/// `--config-test` / `--dump-config` / `directorctl config check`:
-/// diagnostics on stderr, the model on stdout when asked, the verdict as the
-/// exit code (0 clean, 1 warnings only, 2 cannot run).
+/// `--config-test` / `--dump-config` / `directorctl config check`: the
+/// file, plus the checks run at start-up and reload (host ones warn: the
+/// file may be meant for another machine), judged by `config::check`.
 pub fn config_check(file: &Path, config_id: Option<String>, dump: bool) -> u8 {
     let mut loaded = config::load_file(file, &LoadOptions { config_id });
     let more = validate::run_checks(&loaded, planes::Kind::Xdp, &config::SystemHost, Severity::Warning);
     loaded.extend(more);
-    for d in &loaded.diagnostics {
-        eprintln!("{d}");
+    let notes: Vec<String> = loaded
+        .config
+        .virtual_servers
+        .iter()
+        .filter_map(|vs| match planes::route(planes::Kind::Xdp, vs) {
+            (planes::Kind::Ipvs, Some(why)) => Some(format!("virtual_server {}: IPVS data plane ({why})", vs.key)),
+            _ => None,
+        })
+        .collect();
+    let report = config::check::report(&loaded, &notes, dump);
+    for line in &report.stderr {
+        eprintln!("{line}");
     }
-    if dump {
-        match serde_json::to_string_pretty(&loaded.config) {
-            Ok(json) => println!("{json}"),
-            Err(e) => {
-                eprintln!("cannot serialise the configuration: {e}");
-                return 2;
-            }
-        }
-    } else {
-        for vs in &loaded.config.virtual_servers {
-            if let (planes::Kind::Ipvs, Some(why)) = planes::route(planes::Kind::Xdp, vs) {
-                eprintln!("virtual_server {}: IPVS data plane ({why})", vs.key);
-            }
-        }
-        eprintln!("{}", verdict(&loaded));
+    if let Some(json) = &report.stdout {
+        println!("{json}");
     }
-    loaded.exit_code() as u8
+    report.exit
 }
 
 fn run(args: Args) -> Result<()> {
@@ -187,7 +185,7 @@ fn run(args: Args) -> Result<()> {
     rt.block_on(async move {
         // The socket first: it refuses to start a second daemon before that
         // one could touch the running data plane.
-        let listener = crate::ctl::server::bind(&args.socket, crate::ctl::server::DEFAULT_MODE)
+        let listener = control::bind(&args.socket, control::DEFAULT_MODE)
             .with_context(|| format!("control socket {}", args.socket.display()))?;
         let (socket, bpffs) = (args.socket.clone(), args.bpffs_dir.clone());
         let started = if loaded.has_errors() {
@@ -205,15 +203,6 @@ fn run(args: Args) -> Result<()> {
             }
         }
     })
-}
-
-fn verdict(loaded: &Loaded) -> String {
-    let count = |s: Severity| loaded.diagnostics.iter().filter(|d| d.severity == s).count();
-    match (count(Severity::Error), count(Severity::Warning)) {
-        (0, 0) => "configuration OK".to_string(),
-        (0, w) => format!("configuration usable, with {w} warning(s)"),
-        (e, w) => format!("configuration has {e} error(s) and {w} warning(s); it cannot run"),
-    }
 }
 
 pub(crate) fn log_diagnostics(diags: &[Diagnostic]) {

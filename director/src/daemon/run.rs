@@ -28,10 +28,7 @@ use crate::{
     alert::{self, Mailer},
     check::{self, Checks, Transition},
     config::{self, Config, LoadOptions, Script, Severity, SystemHost},
-    ctl::{
-        self,
-        protocol::{AdminAction, Command, RealTarget, Response},
-    },
+    ctl::protocol::{AdminAction, Command, RealTarget, Response},
     metrics::Metrics,
     state::NextHop,
     status::AdminState,
@@ -142,7 +139,7 @@ impl Daemon {
     pub async fn run(mut self) -> Result<()> {
         let (tx, mut requests) = mpsc::channel::<(Command, oneshot::Sender<Response>)>(16);
         let listener = self.listener.take().context("control socket already served")?;
-        tokio::spawn(ctl::server::serve(listener, tx));
+        tokio::spawn(super::control::serve(listener, tx));
         let metrics_listener = self.metrics_listener.take().context("metrics endpoint already served")?;
         tokio::spawn(crate::metrics::serve(metrics_listener, Arc::clone(&self.metrics)));
         info!(socket = %self.args.socket.display(), metrics = %self.args.metrics_listen, "ready");

@@ -30,7 +30,7 @@ use tokio::{
 };
 use tracing::{debug, warn};
 
-use super::protocol::{Command, Request, Response, VERSION};
+use crate::ctl::protocol::{Command, Request, Response, VERSION};
 
 /// The socket's mode unless the daemon asks otherwise: root only.
 pub const DEFAULT_MODE: u32 = 0o600;
