@@ -1,6 +1,6 @@
 //! The director XDP program: entry point only. `net` parses, `vrrp` judges
 //! VRRP adverts, `lb` decides, `fwd` sends, `maps` declares every map,
-//! `stats` counts.
+//! `stats` counts; `verdict` is what `vrrp`, `lb` and `fwd` return.
 #![no_std]
 #![no_main]
 
@@ -9,6 +9,7 @@ mod lb;
 mod maps;
 mod net;
 mod stats;
+mod verdict;
 mod vrrp;
 
 use aya_ebpf::{macros::xdp, programs::XdpContext};

@@ -18,13 +18,13 @@ use director_common::{
 };
 
 use crate::{
-    lb::Verdict,
     maps::{VRRP_ADVERTS, VRRP_INSTANCES},
     net::{
         Packet,
         hdr::{ETH_LEN, IPV4_LEN, Ipv4, Ipv6, Vrrp},
         parse::Parsed,
     },
+    verdict::Verdict,
 };
 
 /// The verdict on a VRRP packet (IPv4 without options or fragmentation,

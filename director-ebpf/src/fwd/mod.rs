@@ -20,8 +20,8 @@ use director_common::{
 };
 
 use crate::{
-    lb::Verdict,
     net::{Packet, hdr::Eth, parse::Parsed},
+    verdict::Verdict,
 };
 
 /// `new` is the connection-table entry just created for a new flow (NAT

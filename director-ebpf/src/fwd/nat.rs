@@ -15,13 +15,13 @@ use director_common::{
 
 use super::{send, set_macs};
 use crate::{
-    lb::Verdict,
     maps::CONNS,
     net::{
         Packet,
         hdr::{Eth, Ipv4, Ipv6, Ports, TCP_CHECK_OFF, UDP_CHECK_OFF},
         parse::Parsed,
     },
+    verdict::Verdict,
 };
 
 #[inline(always)]

@@ -7,7 +7,6 @@ use director_common::{csum, lb::Real, stats::Reason};
 
 use super::send;
 use crate::{
-    lb::Verdict,
     net::{
         Packet,
         hdr::{
@@ -16,6 +15,7 @@ use crate::{
         },
         parse::Parsed,
     },
+    verdict::Verdict,
 };
 
 const TTL: u8 = 64;

@@ -9,7 +9,7 @@ use director_common::{
     stats::Reason,
 };
 
-use super::{Verdict, pinned};
+use super::pinned;
 use crate::{
     fwd,
     maps::CONNS,
@@ -21,6 +21,7 @@ use crate::{
         },
         parse::Parsed,
     },
+    verdict::Verdict,
 };
 
 #[inline(always)]

@@ -4,7 +4,7 @@
 mod icmp;
 mod schedule;
 
-use aya_ebpf::{bindings::xdp_action, programs::XdpContext};
+use aya_ebpf::programs::XdpContext;
 use director_common::{
     lb::{
         CONN_NAT_REPLY, Conn, FlowKey, MAX_LOCAL_MACS, PROTO_TCP, PROTO_UDP, REAL_PRESENT, REAL_QUIESCED,
@@ -22,26 +22,10 @@ use crate::{
         hdr::Eth,
         parse::{Parsed, is_icmp, parse, ports},
     },
-    stats, vrrp,
+    stats,
+    verdict::Verdict,
+    vrrp,
 };
-
-/// What to do with the packet, and the counter that says why.
-pub struct Verdict {
-    pub action: u32,
-    pub reason: Reason,
-}
-
-impl Verdict {
-    #[inline(always)]
-    pub fn pass(reason: Reason) -> Self {
-        Verdict { action: xdp_action::XDP_PASS, reason }
-    }
-
-    #[inline(always)]
-    pub fn drop(reason: Reason) -> Self {
-        Verdict { action: xdp_action::XDP_DROP, reason }
-    }
-}
 
 #[inline(always)]
 pub fn process(ctx: &XdpContext) -> Verdict {
