@@ -18,8 +18,11 @@
 //! `director_tests::vrrp_lab::failover_under_traffic`); needs the director
 //! binary built next to this one and root.
 //!
+//! `apply_10k_reals`: the reload and `rs disable` path (parse, desired
+//! state, capacity check, diff onto the maps) with 10,000 real servers.
+//!
 //! `BENCH_ONLY=checks_10k` (a comma-separated list of config_parse,
-//! maglev_build, checks_10k, vrrp_failover, xdp) runs only those; by default
+//! maglev_build, checks_10k, vrrp_failover, apply_10k_reals, xdp) runs only those; by default
 //! all run.
 
 use std::{
@@ -80,9 +83,61 @@ fn main() -> Result<()> {
     if run("vrrp_failover") {
         vrrp_failover()?;
     }
+    if run("apply_10k_reals") {
+        apply_10k_reals()?;
+    }
     if run("xdp") {
         xdp()?;
     }
+    Ok(())
+}
+
+/// The daemon's reload and `rs disable` path at scale: 100 services of 100
+/// real servers, the configuration through `desired::build` into the XDP
+/// maps. A reload that changes one weight and an `rs disable` must cost a
+/// diff, not a rebuild.
+fn apply_10k_reals() -> Result<()> {
+    use director::{
+        daemon::desired::{AdminOverrides, HealthMap, build, service_addr},
+        status::AdminState,
+    };
+    let text = |first_weight: u32| -> String {
+        let mut t = String::new();
+        for s in 0..100 {
+            let _ = writeln!(t, "virtual_server 10.50.0.{} 80 {{\n protocol TCP\n lvs_sched wrr\n lvs_method DR", s + 1);
+            for r in 0..100 {
+                let w = if s == 0 && r == 0 { first_weight } else { 1 };
+                let _ = writeln!(t, " real_server 10.60.{s}.{} 80 {{ weight {w} }}", r + 1);
+            }
+            t.push_str("}\n");
+        }
+        t
+    };
+    let hop = |_| Some(NextHop { mac: [2, 0xee, 0, 0, 0, 1], src_mac: OUR_MAC, ifindex: 1, tun_src: None });
+    let mut prog = XdpProgram::load()?;
+    let parse = |conf: &str| config::load_str(conf, "bench.conf", &ConfigOptions::default()).config;
+    let step = |prog: &mut XdpProgram, config: &config::Config, admin: &AdminOverrides| -> Result<()> {
+        let (state, _, _) = build(config.virtual_servers.iter(), admin, &HealthMap::new(), None, &hop);
+        prog.check(&state)?;
+        prog.apply(&state)?;
+        Ok(())
+    };
+    let ms = |t: Instant| t.elapsed().as_secs_f64() * 1e3;
+    let none = AdminOverrides::new();
+    let t = Instant::now();
+    step(&mut prog, &parse(&text(1)), &none)?;
+    let first = ms(t);
+    let t = Instant::now();
+    let config = parse(&text(3));
+    step(&mut prog, &config, &none)?;
+    let reload = ms(t);
+    let svc = service_addr(&config.virtual_servers[0]).context("service")?;
+    let mut admin = AdminOverrides::new();
+    admin.insert((svc, (ip("10.60.0.2"), 80)), AdminState::Disabled);
+    let t = Instant::now();
+    step(&mut prog, &config, &admin)?;
+    let disable = ms(t);
+    println!("bench apply_10k_reals first_apply_ms={first:.0} reload_one_weight_ms={reload:.0} rs_disable_ms={disable:.0}");
     Ok(())
 }
 
