@@ -244,6 +244,6 @@ fn limits(xdp: &XdpProgram) -> Vec<crate::status::LimitView> {
     let (usage, max) = xdp.usage();
     Limit::ALL
         .iter()
-        .map(|&l| crate::status::LimitView { name: l.name().into(), used: usage.get(l), max: max.max(l) })
+        .map(|&l| crate::status::LimitView { name: l.name().into(), used: usage.get(l), max: max.get(l) })
         .collect()
 }

@@ -197,7 +197,7 @@ impl Applied {
             }
         }
         let limits = Limits::with_ring_slots(self.pool.slots());
-        let over = |limit: Limit, detail: String| XdpError::Capacity(CapacityError { limit, max: limits.max(limit), detail });
+        let over = |limit: Limit, detail: String| XdpError::Capacity(CapacityError { limit, max: limits.get(limit), detail });
         let vips: BTreeSet<IpAddr> = seen.iter().map(|a| a.vip).collect();
         if seen.len() as u64 > limits.service_keys {
             return Err(over(Limit::ServiceKeys, format!("{} wanted", seen.len())));

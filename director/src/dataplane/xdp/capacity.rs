@@ -39,9 +39,9 @@ impl Limit {
     }
 }
 
-/// The maximum of each limit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct Limits {
+/// A figure for each limit: its maximum ([`Limits`]) or its use ([`Usage`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct PerLimit {
     pub services: u64,
     pub service_keys: u64,
     pub vips: u64,
@@ -49,11 +49,16 @@ pub struct Limits {
     pub ring_slots: u64,
 }
 
-impl Limits {
+/// The maximum of each limit.
+pub type Limits = PerLimit;
+/// How much of each limit is in use.
+pub type Usage = PerLimit;
+
+impl PerLimit {
     pub const DEFAULT: Limits = Limits::with_ring_slots(DEFAULT_RING_SLOTS);
 
     pub const fn with_ring_slots(ring_slots: u32) -> Limits {
-        Limits {
+        PerLimit {
             services: MAX_SERVICES as u64,
             service_keys: MAX_SERVICE_KEYS as u64,
             vips: MAX_SERVICE_KEYS as u64,
@@ -62,28 +67,6 @@ impl Limits {
         }
     }
 
-    pub fn max(&self, l: Limit) -> u64 {
-        match l {
-            Limit::Services => self.services,
-            Limit::ServiceKeys => self.service_keys,
-            Limit::Vips => self.vips,
-            Limit::Reals => self.reals,
-            Limit::RingSlots => self.ring_slots,
-        }
-    }
-}
-
-/// How much of each limit is in use.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Usage {
-    pub services: u64,
-    pub service_keys: u64,
-    pub vips: u64,
-    pub reals: u64,
-    pub ring_slots: u64,
-}
-
-impl Usage {
     pub fn get(&self, l: Limit) -> u64 {
         match l {
             Limit::Services => self.services,
@@ -140,7 +123,7 @@ pub fn fit(limits: &Limits, services: &[Need]) -> Result<Usage, (usize, Capacity
             usage.vips += 1;
         }
         usage.reals += s.reals;
-        let over = |limit: Limit, detail: String| (i, CapacityError { limit, max: limits.max(limit), detail });
+        let over = |limit: Limit, detail: String| (i, CapacityError { limit, max: limits.get(limit), detail });
         if usage.services > limits.services {
             return Err(over(Limit::Services, format!("this is service {n}")));
         }
