@@ -25,10 +25,10 @@ use super::{
     packet::{self, InstanceParams, Reject, RxMeta, Version},
     socket::{Interface, SocketError, VrrpSocket},
     sync::SyncCmd,
+    witness::{Family, VrrpWatch, Witness},
 };
 use crate::{
     config::{GlobalDefs, VrrpInstance},
-    dataplane::xdp::{Family, VrrpWatch, VrrpWitness},
     status::VrrpView as Status,
 };
 
@@ -89,15 +89,19 @@ pub struct Spec {
 }
 
 impl Spec {
-    /// What the XDP program must know to record this instance's adverts.
+    /// What a witness must know to record this instance's adverts.
     pub fn watch(&self) -> VrrpWatch {
         VrrpWatch {
             ifindex: self.iface.index,
-            family: if self.v6 { Family::V6 } else { Family::V4 },
+            family: self.family(),
             vrid: self.params.vrid,
             version: self.params.version,
             auth: self.params.auth,
         }
+    }
+
+    fn family(&self) -> Family {
+        if self.v6 { Family::V6 } else { Family::V4 }
     }
 
     pub fn resolve(inst: &VrrpInstance, global: &GlobalDefs) -> Result<Spec, InstanceError> {
@@ -253,13 +257,13 @@ pub async fn start(
     Ok(InstanceHandle { spec, status, tx, task })
 }
 
-/// What every instance shares: netlink, and the XDP program's record of
-/// the adverts it saw (None without the XDP data plane).
+/// What every instance shares: netlink, and the witness of the adverts on
+/// the wire (the XDP program's record; None without the XDP data plane).
 #[derive(Clone)]
 pub struct Io {
     pub netlink: rtnetlink::Handle,
     pub addrs: Addrs,
-    pub witness: Option<Arc<VrrpWitness>>,
+    pub witness: Option<Arc<dyn Witness>>,
 }
 
 /// How often one reason for dropping adverts may be logged.
@@ -418,8 +422,7 @@ impl Driver {
         let Some(witness) = self.io.witness.as_ref().filter(|_| self.fsm.state() == State::Backup) else {
             return false;
         };
-        let family = if self.spec.v6 { Family::V6 } else { Family::V4 };
-        let seen = match witness.last_advert(self.spec.iface.index, family, self.spec.params.vrid) {
+        let seen = match witness.last_advert(self.spec.iface.index, self.spec.family(), self.spec.params.vrid) {
             Ok(Some(seen)) => seen,
             Ok(None) => return false,
             Err(e) => {

@@ -23,10 +23,10 @@ use super::{
     instance::{self, Command, Event, InstanceError, InstanceHandle, Io, Spec},
     sync::{GroupChange, SyncGroups},
     track::{InitFiles, TrackUpdate, Tracker, Tracking},
+    witness::{VrrpWatch, Witness},
 };
 use crate::{
     config::{Config, GlobalDefs, VrrpInstance, VrrpSyncGroup},
-    dataplane::xdp::{VrrpWatch, VrrpWitness},
     status::VrrpView,
 };
 
@@ -87,7 +87,8 @@ impl Vrrp {
     /// Starts the VRRP thread; its netlink connection (for the VIPs) and
     /// every socket are made on its runtime. Transitions go to `events`.
     /// `witness`: the XDP program's advert record, when XDP runs.
-    pub fn new(events: mpsc::UnboundedSender<Report>, witness: Option<VrrpWitness>) -> std::io::Result<Vrrp> {
+    pub fn new(events: mpsc::UnboundedSender<Report>, witness: Option<impl Witness + 'static>) -> std::io::Result<Vrrp> {
+        let witness = witness.map(|w| Arc::new(w) as Arc<dyn Witness>);
         let (requests, rx) = mpsc::unbounded_channel();
         let running = Running::default();
         let shared = Arc::clone(&running);
@@ -215,14 +216,14 @@ struct Core {
 }
 
 impl Core {
-    fn new(reports: mpsc::UnboundedSender<Report>, witness: Option<VrrpWitness>, running: Running) -> std::io::Result<Core> {
+    fn new(reports: mpsc::UnboundedSender<Report>, witness: Option<Arc<dyn Witness>>, running: Running) -> std::io::Result<Core> {
         let (conn, handle, _) = rtnetlink::new_connection()?;
         tokio::spawn(conn);
         let (events_tx, events) = mpsc::unbounded_channel();
         let (track_tx, track) = mpsc::unbounded_channel();
         Ok(Core {
             instances: BTreeMap::new(),
-            io: Io { addrs: Addrs::with_handle(handle.clone()), netlink: handle, witness: witness.map(Arc::new) },
+            io: Io { addrs: Addrs::with_handle(handle.clone()), netlink: handle, witness },
             events_tx,
             events,
             reports,

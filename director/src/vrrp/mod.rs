@@ -25,7 +25,9 @@
 //! - [`vmac`]: the `use_vmac` macvlan;
 //! - [`track`]: tracked scripts, interfaces and files, and the effective
 //!   priority / FAULT they imply;
-//! - [`notify`]: `notify_*` scripts with keepalived's arguments.
+//! - [`notify`]: `notify_*` scripts with keepalived's arguments;
+//! - [`witness`]: what an instance asks of a data plane that sees adverts
+//!   on time when the VRRP thread does not (the XDP plane implements it).
 
 pub mod addr;
 pub mod announce;
@@ -38,6 +40,7 @@ pub mod socket;
 pub mod sync;
 pub mod track;
 pub mod vmac;
+pub mod witness;
 
 pub use fsm::{Action, Fsm, FsmConfig, Input, State, effective_priority};
 pub use manager::{Report, Vrrp};

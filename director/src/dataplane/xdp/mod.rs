@@ -449,7 +449,9 @@ impl Dataplane for XdpProgram {
 }
 
 pub use apply::{ServiceIds, addr_from_words, addr_words, backend_key, family, proto_number};
-pub use vrrp::{Family, SeenAdvert, VrrpWatch, VrrpWitness};
+pub use vrrp::VrrpWitness;
+// The VRRP types this plane's API takes and returns.
+pub use crate::vrrp::witness::{Family, SeenAdvert, VrrpWatch};
 
 /// The connection-table key of a packet from `src:sport` to `dst:dport`.
 pub fn flow_key(src: std::net::IpAddr, sport: u16, dst: std::net::IpAddr, dport: u16, proto: crate::state::Proto) -> FlowKey {

@@ -1,93 +1,36 @@
 //! The VRRP advert fast path, userspace side: tell the XDP program which
 //! VRRP instances we run, and read the latest valid advert it saw for one.
-//!
-//! The program records every valid advert for an instance we run before
-//! any socket sees it, so the record stays current while the daemon is
-//! starved of CPU. The VRRP driver consults it before declaring the master
-//! down: a record younger than Master_Down_Interval from a master that
-//! outranks us means the daemon was late, not the master dead.
+//! This makes the XDP plane a [`Witness`] (see [`crate::vrrp::witness`] for
+//! why VRRP wants one).
 
-use std::{
-    collections::BTreeMap,
-    net::IpAddr,
-    time::Duration,
-};
-
-use std::os::fd::AsFd;
+use std::{collections::BTreeMap, os::fd::AsFd, time::Duration};
 
 use aya::maps::{HashMap as AyaHashMap, IterableMap, Map, MapData};
 use director_common::vrrp::{MARKER_VRID, VrrpAdvert, VrrpInstance, VrrpKey, maps};
 
 use super::{XdpError, XdpProgram, addr_from_words};
-use crate::vrrp::{Auth, Version};
+use crate::vrrp::{
+    Auth, Version,
+    witness::{Family, SeenAdvert, VrrpWatch, Witness, WitnessError},
+};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Family {
-    V4,
-    V6,
-}
-
-impl Family {
-    pub fn of(addr: IpAddr) -> Family {
-        if addr.is_ipv4() { Family::V4 } else { Family::V6 }
-    }
-
-    fn number(self) -> u8 {
-        match self {
-            Family::V4 => 4,
-            Family::V6 => 6,
-        }
+/// The family as the maps' keys and records spell it.
+fn family_number(family: Family) -> u8 {
+    match family {
+        Family::V4 => 4,
+        Family::V6 => 6,
     }
 }
 
-/// One VRRP instance as the XDP program knows it. Its adverts are recorded
-/// only when they carry this version and (v2) this authentication.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct VrrpWatch {
-    /// The interface the instance's adverts arrive on (its `interface`, the
-    /// one the program is attached to).
-    pub ifindex: u32,
-    pub family: Family,
-    pub vrid: u8,
-    pub version: Version,
-    /// v2 only; `Auth::None` for v3.
-    pub auth: Auth,
-}
-
-/// The latest valid advert the XDP program saw for an instance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SeenAdvert {
-    pub priority: u8,
-    /// The sender (IP source address).
-    pub src: IpAddr,
-    /// The advertised interval (v2 whole seconds, v3 centiseconds).
-    pub interval: Duration,
-    /// How long ago it arrived.
-    pub age: Duration,
-    /// Valid adverts recorded for the instance since it was first set.
-    pub count: u64,
-}
-
-impl SeenAdvert {
-    /// Whether this advert, read in time, would have reset a Backup's
-    /// Master_Down_Timer (RFC 5798 §6.4.2): it arrived within `master_down`,
-    /// its priority is not 0 (a master resigning), and either we do not
-    /// preempt or it is at least our priority. When true, the master is
-    /// alive and a takeover would be false.
-    pub fn keeps_backup(&self, master_down: Duration, our_priority: u8, preempt: bool) -> bool {
-        self.age < master_down && self.priority != 0 && (!preempt || self.priority >= our_priority)
-    }
-
-    /// The record as of `now_ns` (CLOCK_MONOTONIC, the clock of
-    /// bpf_ktime_get_ns).
-    pub fn from_record(rec: &VrrpAdvert, family: Family, now_ns: u64) -> SeenAdvert {
-        SeenAdvert {
-            priority: rec.priority,
-            src: addr_from_words(&rec.src, family.number()),
-            interval: Duration::from_millis(u64::from(rec.interval_cs) * 10),
-            age: Duration::from_nanos(now_ns.saturating_sub(rec.last_ns)),
-            count: rec.count,
-        }
+/// The record as of `now_ns` (CLOCK_MONOTONIC, the clock of
+/// bpf_ktime_get_ns).
+fn seen_advert(rec: &VrrpAdvert, family: Family, now_ns: u64) -> SeenAdvert {
+    SeenAdvert {
+        priority: rec.priority,
+        src: addr_from_words(&rec.src, family_number(family)),
+        interval: Duration::from_millis(u64::from(rec.interval_cs) * 10),
+        age: Duration::from_nanos(now_ns.saturating_sub(rec.last_ns)),
+        count: rec.count,
     }
 }
 
@@ -144,9 +87,9 @@ pub struct VrrpWitness {
     map: AyaHashMap<MapData, VrrpKey, VrrpAdvert>,
 }
 
-impl VrrpWitness {
-    pub fn last_advert(&self, ifindex: u32, family: Family, vrid: u8) -> Result<Option<SeenAdvert>, XdpError> {
-        last_advert(&self.map, ifindex, family, vrid)
+impl Witness for VrrpWitness {
+    fn last_advert(&self, ifindex: u32, family: Family, vrid: u8) -> Result<Option<SeenAdvert>, WitnessError> {
+        Ok(last_advert(&self.map, ifindex, family, vrid)?)
     }
 }
 
@@ -156,9 +99,9 @@ fn last_advert(
     family: Family,
     vrid: u8,
 ) -> Result<Option<SeenAdvert>, XdpError> {
-    let key = VrrpKey { ifindex, family: family.number(), vrid, _pad: [0; 2] };
+    let key = VrrpKey { ifindex, family: family_number(family), vrid, _pad: [0; 2] };
     match map.get(&key, 0) {
-        Ok(rec) => Ok(Some(SeenAdvert::from_record(&rec, family, monotonic_ns()))),
+        Ok(rec) => Ok(Some(seen_advert(&rec, family, monotonic_ns()))),
         Err(aya::maps::MapError::KeyNotFound) => Ok(None),
         Err(source) => Err(XdpError::Map { name: maps::VRRP_ADVERTS, source }),
     }
@@ -203,7 +146,7 @@ fn want(instances: &[VrrpWatch]) -> Result<BTreeMap<VrrpKey, VrrpInstance>, XdpE
                 return Err(XdpError::Invalid(format!("{}: VRRPv3 has no authentication", what())));
             }
         };
-        let key = VrrpKey { ifindex: w.ifindex, family: w.family.number(), vrid: w.vrid, _pad: [0; 2] };
+        let key = VrrpKey { ifindex: w.ifindex, family: family_number(w.family), vrid: w.vrid, _pad: [0; 2] };
         let value = VrrpInstance { version: w.version.as_u8(), auth_type, _pad: [0; 6], auth };
         if want.insert(key, value).is_some_and(|old| old != value) {
             return Err(XdpError::Invalid(format!("{}: listed twice with different settings", what())));
@@ -311,7 +254,7 @@ mod tests {
             version: 2,
             _pad: [0; 4],
         };
-        let seen = SeenAdvert::from_record(&rec, Family::V4, 5_250_000_000);
+        let seen = seen_advert(&rec, Family::V4, 5_250_000_000);
         assert_eq!(
             seen,
             SeenAdvert {
@@ -323,24 +266,6 @@ mod tests {
             }
         );
         // A clock read before the record (another CPU's) is age 0, not a panic.
-        assert_eq!(SeenAdvert::from_record(&rec, Family::V4, 1).age, Duration::ZERO);
-    }
-
-    #[test]
-    fn keeps_backup_follows_the_backup_rules_of_rfc_5798() {
-        let seen = |priority, age_ms| SeenAdvert {
-            priority,
-            src: "10.0.0.2".parse().unwrap(),
-            interval: Duration::from_secs(1),
-            age: Duration::from_millis(age_ms),
-            count: 1,
-        };
-        let down = Duration::from_millis(3_609);
-        assert!(seen(150, 1_000).keeps_backup(down, 100, true), "a higher master, fresh");
-        assert!(seen(100, 1_000).keeps_backup(down, 100, true), "an equal master, fresh");
-        assert!(!seen(150, 3_609).keeps_backup(down, 100, true), "too old: the master is down");
-        assert!(!seen(0, 10).keeps_backup(down, 100, true), "priority 0: the master resigned");
-        assert!(!seen(50, 10).keeps_backup(down, 100, true), "a lower master is preempted");
-        assert!(seen(50, 10).keeps_backup(down, 100, false), "but not with nopreempt");
+        assert_eq!(seen_advert(&rec, Family::V4, 1).age, Duration::ZERO);
     }
 }
