@@ -19,6 +19,7 @@ use tracing::{info, warn};
 use super::{
     addr::{self, AddrError, Addrs, Vip},
     announce::{self, Burst, GarpSchedule},
+    event::Event,
     fsm::{Action, Fsm, FsmConfig, Input, State},
     notify::{self, NotifyState, Subject},
     vmac::{VmacError, VmacSpec},
@@ -150,17 +151,6 @@ impl Spec {
             global: global.clone(),
         })
     }
-}
-
-/// What an instance tells the daemon.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Event {
-    pub instance: String,
-    pub from: State,
-    pub to: State,
-    pub priority: u8,
-    /// In FAULT because of this instance's own tracking (not a sync group's).
-    pub own_fault: bool,
 }
 
 /// What the daemon tells an instance.

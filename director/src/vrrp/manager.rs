@@ -20,7 +20,8 @@ use tracing::{error, info, warn};
 
 use super::{
     addr::Addrs,
-    instance::{self, Command, Event, InstanceError, InstanceHandle, Io, Spec},
+    event::Event,
+    instance::{self, Command, InstanceError, InstanceHandle, Io, Spec},
     sync::{GroupChange, SyncGroups},
     track::{InitFiles, TrackUpdate, Tracker, Tracking},
     witness::{VrrpWatch, Witness},

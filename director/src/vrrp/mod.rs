@@ -15,6 +15,7 @@
 //!   tracking run on a thread and runtime of their own, so the daemon's
 //!   blocking work never delays an advert.
 //! - [`instance`]: one task per instance; the VRRP timers live in its loop.
+//!   Its transitions are [`Event`]s.
 //! - [`socket`]: the raw IP socket (protocol 112).
 //!
 //! The I/O an instance calls:
@@ -31,6 +32,7 @@
 
 pub mod addr;
 pub mod announce;
+pub mod event;
 pub mod fsm;
 pub mod instance;
 pub mod manager;
@@ -42,6 +44,7 @@ pub mod track;
 pub mod vmac;
 pub mod witness;
 
+pub use event::Event;
 pub use fsm::{Action, Fsm, FsmConfig, Input, State, effective_priority};
 pub use manager::{Report, Vrrp};
 pub use packet::{Advert, Auth, DecodeError, InstanceParams, Reject, RxMeta, Version};

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::{fsm::State, instance::Event};
+use super::{event::Event, fsm::State};
 use crate::config::VrrpSyncGroup;
 
 /// What a sibling is told to do.
