@@ -312,6 +312,52 @@ virtual_server fwmark 7 {
     }
 
     #[test]
+    fn compute_routes_each_service_and_builds_the_mac_filter() {
+        let config = config();
+        let (admin, health) = (AdminOverrides::new(), HealthMap::new());
+        let hops: BTreeMap<IpAddr, NextHop> = ["192.168.122.10", "192.168.122.20", "192.168.122.99"]
+            .map(|a| (a.parse().unwrap(), NextHop { ifindex: 2, ..Default::default() }))
+            .into();
+        let (own, va, vb) = ([2, 0, 0, 0, 0, 1], [0, 0, 0x5e, 0, 1, 9], [0, 0, 0x5e, 0, 1, 3]);
+        // Masters of two VMACs on ifindex 2 (one twice) and one on an
+        // interface XDP is not attached to.
+        let vmacs = [(2, va), (2, vb), (2, va), (7, vb)];
+        let compute_with = |default, xdp, ipvs| {
+            compute(&Inputs {
+                config: &config,
+                admin: &admin,
+                health: &health,
+                lost_before: None,
+                hops: &hops,
+                routing: Routing { default, xdp, ipvs },
+                interfaces: &[(2, own)],
+                master_vmacs: &vmacs,
+                vrrp_watches: &[],
+            })
+        };
+        let both = compute_with(Kind::Xdp, true, true);
+        assert_eq!(both.xdp.services.len(), 1, "the VIP service on XDP");
+        assert_eq!(both.xdp.services[0].ring_size, maglev::ring_size_for(3), "sized from its configured reals");
+        assert_eq!(both.ipvs.services.len(), 1, "the fwmark service on IPVS");
+        assert!(matches!(both.ipvs.services[0].addr.proto, Proto::Fwmark(7)));
+        assert_eq!(both.local_macs, BTreeMap::from([(2, vec![own, vb, va])]), "own MAC first, VMACs sorted once");
+        assert!(both.skipped.iter().any(|s| s.what.contains("10.9.9.9:80")), "{:?}", both.skipped);
+
+        let ipvs_only = compute_with(Kind::Ipvs, false, true);
+        assert!(ipvs_only.xdp.services.is_empty() && ipvs_only.local_macs.is_empty());
+        assert_eq!(ipvs_only.ipvs.services.len(), 2, "both services on IPVS");
+
+        let no_ipvs = compute_with(Kind::Xdp, true, false);
+        assert!(no_ipvs.ipvs.services.is_empty());
+        assert!(
+            no_ipvs.skipped.iter().any(|s| s.what == "virtual_server fwmark 7" && s.why.contains("IPVS data plane")),
+            "{:?}",
+            no_ipvs.skipped
+        );
+        assert_eq!(compute_with(Kind::Xdp, true, true), both, "the same inputs give the same state");
+    }
+
+    #[test]
     fn services_reals_weights_and_persistence_come_from_the_config() {
         let (state, skipped, _) = build(config().virtual_servers.iter(), &AdminOverrides::new(), &HealthMap::new(), None, &hop);
         let s = &state.services[0];

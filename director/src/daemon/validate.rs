@@ -90,8 +90,8 @@ mod tests {
     fn the_service_over_the_limit_is_named_at_its_line() {
         let limits = Limits { services: 64, ..Limits::DEFAULT };
         let loaded = load_str(&services(65), "big.conf", &LoadOptions::default());
-        assert!(capacity(&loaded, Kind::Xdp, &limits.clone()).len() == 1);
         let d = capacity(&loaded, Kind::Xdp, &limits);
+        assert_eq!(d.len(), 1);
         // Four lines per virtual_server: the 65th starts at line 257.
         assert!(d[0].to_string().starts_with("big.conf:257:1: error: virtual_server 10.0.0.65:80: the XDP data plane holds at most 64 services"), "{}", d[0]);
         assert!(capacity(&loaded, Kind::Ipvs, &limits).is_empty(), "IPVS services do not count");
