@@ -21,7 +21,7 @@ use super::{
     announce::{self, Burst, GarpSchedule},
     event::Event,
     fsm::{Action, Fsm, FsmConfig, Input, State},
-    notify::{self, NotifyState, Subject},
+    notify::{self, NotifyState, Notifier, Subject},
     vmac::{VmacError, VmacSpec},
     packet::{self, InstanceParams, Reject, RxMeta, Version},
     socket::{Interface, SocketError, VrrpSocket},
@@ -72,8 +72,8 @@ impl InstanceError {
 #[derive(Debug, Clone)]
 pub struct Spec {
     pub config: VrrpInstance,
-    /// For the notify scripts' `script_user`.
-    pub global: GlobalDefs,
+    /// Its notify scripts, their users looked up before the VRRP thread.
+    pub notifier: Notifier,
     pub params: InstanceParams,
     pub fsm: FsmConfig,
     /// The instance's interface (its adverts' source address is on it).
@@ -105,7 +105,7 @@ impl Spec {
         if self.v6 { Family::V6 } else { Family::V4 }
     }
 
-    pub fn resolve(inst: &VrrpInstance, global: &GlobalDefs) -> Result<Spec, InstanceError> {
+    pub fn resolve(inst: &VrrpInstance, global: &GlobalDefs, notifier: Notifier) -> Result<Spec, InstanceError> {
         let name = inst.name.clone();
         let ifname = inst.interface.clone().ok_or_else(|| InstanceError::NoInterface(name.clone()))?;
         let first = inst.virtual_ipaddress.first().ok_or_else(|| InstanceError::NoVips(name.clone()))?;
@@ -148,7 +148,7 @@ impl Spec {
             multicast,
             v6,
             config: inst.clone(),
-            global: global.clone(),
+            notifier,
         })
     }
 }
@@ -611,7 +611,7 @@ impl Driver {
         let word = if to == State::Initialize { "STOP" } else { state_name(to) };
         info!("VRRP_Instance({name}) Entering {word} STATE (priority {priority})");
         let state = NotifyState::of(to);
-        self.scripts = Some(notify::notify(&self.spec.config.notify, &self.spec.global, Subject::Instance(name), state, priority));
+        self.scripts = Some(self.spec.notifier.run(Subject::Instance(name), state, priority));
         self.report_from(from, to);
     }
 
@@ -650,20 +650,40 @@ async fn sleep_until(at: Option<tokio::time::Instant>) {
 mod tests {
     use super::*;
 
-    /// An instance on lo; nothing of it touches the network.
-    fn driver(events: mpsc::UnboundedSender<Event>) -> Driver {
-        let text = "vrrp_instance VI {\n interface lo\n virtual_router_id 7\n priority 100\n virtual_ipaddress {\n  10.0.0.7\n }\n}\n";
+    const ON_LO: &str =
+        "vrrp_instance VI {\n interface lo\n virtual_router_id 7\n priority 100\n virtual_ipaddress {\n  10.0.0.7\n }\n}\n";
+
+    /// An instance on lo, of `text`; nothing of it touches the network.
+    fn spec(text: &str) -> Spec {
         let cfg = crate::config::load_str(text, "t.conf", &Default::default()).config;
-        let spec = Spec::resolve(&cfg.instances[0], &cfg.global).unwrap();
+        let notifier = Notifier::resolve(&cfg.instances[0].notify, &cfg.global);
+        Spec::resolve(&cfg.instances[0], &cfg.global, notifier).unwrap()
+    }
+
+    fn driver(spec: Spec, events: mpsc::UnboundedSender<Event>) -> Driver {
         let (_, netlink, _) = rtnetlink::new_connection().unwrap();
         let io = Io { addrs: Addrs::with_handle(netlink.clone()), netlink, witness: None };
         Driver::new(spec.clone(), io, spec.iface, events)
     }
 
+    #[test]
+    fn a_transition_looks_up_no_user_on_the_vrrp_thread() {
+        let text = format!("global_defs {{\n script_user root\n}}\n{}", ON_LO.replace("}\n}", "}\n notify_master /bin/true\n}"));
+        let spec = spec(&text);
+        let on_vrrp_thread = std::thread::Builder::new().name(super::super::manager::THREAD.into()).spawn(|| {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let (events, _rx) = mpsc::unbounded_channel();
+                driver(spec, events).transition(State::Master);
+            })
+        });
+        on_vrrp_thread.unwrap().join().expect("the transition looked up a user on the VRRP thread");
+    }
+
     #[tokio::test]
     async fn every_transition_reaches_a_manager_that_is_not_reading() {
         let (events, mut rx) = mpsc::unbounded_channel();
-        let mut d = driver(events);
+        let mut d = driver(spec(ON_LO), events);
         // Far more than any channel of the old daemon held (256).
         let states = [State::Backup, State::Master, State::Fault];
         for i in 0..1000 {

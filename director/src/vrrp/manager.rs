@@ -22,6 +22,7 @@ use super::{
     addr::Addrs,
     event::Event,
     instance::{self, Command, InstanceError, InstanceHandle, Io, Spec},
+    notify::Notifier,
     sync::{GroupChange, SyncGroups},
     track::{InitFiles, TrackUpdate, Tracker, Tracking},
     witness::{VrrpWatch, Witness},
@@ -30,6 +31,9 @@ use crate::{
     config::{Config, GlobalDefs, VrrpInstance, VrrpSyncGroup},
     status::VrrpView,
 };
+
+/// The name of the VRRP thread.
+pub const THREAD: &str = "vrrp";
 
 /// What the daemon hears of VRRP: an instance's transition, which its sync
 /// group has already followed, and the group's change of state it caused.
@@ -60,7 +64,9 @@ struct Published {
 
 /// The part of the configuration VRRP runs from.
 struct Wanted {
-    instances: Vec<VrrpInstance>,
+    /// Each with its notify scripts' users looked up: made on the daemon's
+    /// thread, as a lookup may block.
+    instances: Vec<(VrrpInstance, Notifier)>,
     sync_groups: Vec<VrrpSyncGroup>,
     global: GlobalDefs,
 }
@@ -68,7 +74,7 @@ struct Wanted {
 impl Wanted {
     fn of(config: &Config) -> Wanted {
         Wanted {
-            instances: config.instances.clone(),
+            instances: config.instances.iter().map(|i| (i.clone(), Notifier::resolve(&i.notify, &config.global))).collect(),
             sync_groups: config.sync_groups.clone(),
             global: config.global.clone(),
         }
@@ -94,7 +100,7 @@ impl Vrrp {
         let running = Running::default();
         let shared = Arc::clone(&running);
         let (ready_tx, ready) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new().name("vrrp".into()).spawn(move || {
+        let thread = std::thread::Builder::new().name(THREAD.into()).spawn(move || {
             let failed = ready_tx.clone();
             let run = || -> std::io::Result<()> {
                 let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
@@ -128,7 +134,8 @@ impl Vrrp {
     /// state of what did not change. Instances that cannot start are
     /// returned, the others still run.
     pub async fn apply(&mut self, config: &Config) -> Vec<InstanceError> {
-        // Here, on the daemon's thread: user lookups and init_file writes.
+        // Here, on the daemon's thread: user lookups (tracked and notify
+        // scripts) and init_file writes.
         let init = if self.applied { InitFiles::Reload } else { InitFiles::Start };
         self.applied = true;
         let tracker = Tracker::new(config, init)
@@ -303,15 +310,15 @@ impl Core {
         while let Ok(u) = self.track.try_recv() {
             self.on_track(u);
         }
-        self.verdicts.retain(|name, _| wanted.instances.iter().any(|i| &i.name == name));
+        self.verdicts.retain(|name, _| wanted.instances.iter().any(|(i, _)| &i.name == name));
     }
 
     async fn reconcile(&mut self, config: &Wanted) -> Vec<InstanceError> {
         self.sync.configure(&config.sync_groups);
         let mut errors = Vec::new();
         let mut wanted = BTreeMap::new();
-        for inst in &config.instances {
-            match Spec::resolve(inst, &config.global) {
+        for (inst, notifier) in &config.instances {
+            match Spec::resolve(inst, &config.global, notifier.clone()) {
                 Ok(spec) => {
                     wanted.insert(inst.name.clone(), spec);
                 }

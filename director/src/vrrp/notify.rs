@@ -5,7 +5,8 @@
 //! for a group).
 //!
 //! Like keepalived, scripts are executed directly (no shell) as
-//! `script_user` or their own user, and are not waited for: the driver gets
+//! `script_user` or their own user (looked up when the configuration is
+//! applied, never on the VRRP thread), and are not waited for: the driver gets
 //! a handle it may await (keepalived waits up to 1 s for STOP scripts at
 //! shutdown) or drop. They are not killed when they outlive the handle, so a
 //! notify script may start a long-running service.
@@ -59,6 +60,9 @@ pub enum Subject<'a> {
 /// The uid/gid a script runs as: its own user, else the global
 /// `script_user`, else ours (`None`).
 pub fn script_ids(script: &Script, global: &GlobalDefs) -> Result<Option<(u32, u32)>, String> {
+    // A lookup goes through NSS (LDAP, sssd...) and may block: on the VRRP
+    // thread it would delay adverts.
+    debug_assert_ne!(std::thread::current().name(), Some(super::manager::THREAD), "user lookup on the VRRP thread");
     script
         .run_as
         .as_ref()
@@ -67,40 +71,100 @@ pub fn script_ids(script: &Script, global: &GlobalDefs) -> Result<Option<(u32, u
         .transpose()
 }
 
-/// The command lines to run for a transition, in keepalived's order: the
-/// state's own script, then `notify` with its four extra arguments.
-pub fn commands<'a>(
-    notify: &'a Notify,
-    subject: Subject<'_>,
-    state: NotifyState,
-    priority: u8,
-) -> Vec<(&'a Script, Vec<String>)> {
-    let own = match state {
-        NotifyState::Master => &notify.master,
-        NotifyState::Backup => &notify.backup,
-        NotifyState::Fault => &notify.fault,
-        NotifyState::Stop => &notify.stop,
-    };
-    let mut out: Vec<(&Script, Vec<String>)> = own.iter().map(|s| (s, s.argv.clone())).collect();
-    if let Some(s) = &notify.any {
-        let (kind, name, prio) = match subject {
-            Subject::Instance(n) => ("INSTANCE", n, priority),
-            Subject::Group(n) => ("GROUP", n, 0),
-        };
-        let mut argv = s.argv.clone();
-        argv.extend([
-            kind.to_string(),
-            name.to_string(),
-            state.as_str().to_string(),
-            prio.to_string(),
-        ]);
-        out.push((s, argv));
-    }
-    out
+/// A script with the user it runs as, looked up when it was configured.
+#[derive(Debug, Clone)]
+struct Ready {
+    script: Script,
+    ids: Result<Option<(u32, u32)>, String>,
 }
 
-/// Starts the transition's scripts and returns at once; the handle
-/// finishes when they have all exited (awaiting it is optional).
+/// The notify scripts of an instance or a sync group, ready to run. Made
+/// off the VRRP thread: user lookups go through NSS and may block.
+#[derive(Debug, Clone, Default)]
+pub struct Notifier {
+    master: Option<Ready>,
+    backup: Option<Ready>,
+    fault: Option<Ready>,
+    stop: Option<Ready>,
+    any: Option<Ready>,
+}
+
+impl Notifier {
+    pub fn resolve(notify: &Notify, global: &GlobalDefs) -> Notifier {
+        let ready = |s: &Option<Script>| s.as_ref().map(|s| Ready { ids: script_ids(s, global), script: s.clone() });
+        Notifier {
+            master: ready(&notify.master),
+            backup: ready(&notify.backup),
+            fault: ready(&notify.fault),
+            stop: ready(&notify.stop),
+            any: ready(&notify.any),
+        }
+    }
+
+    /// The command lines to run for a transition, in keepalived's order:
+    /// the state's own script, then `notify` with its four extra arguments.
+    fn commands(&self, subject: Subject<'_>, state: NotifyState, priority: u8) -> Vec<(&Ready, Vec<String>)> {
+        let own = match state {
+            NotifyState::Master => &self.master,
+            NotifyState::Backup => &self.backup,
+            NotifyState::Fault => &self.fault,
+            NotifyState::Stop => &self.stop,
+        };
+        let mut out: Vec<(&Ready, Vec<String>)> = own.iter().map(|r| (r, r.script.argv.clone())).collect();
+        if let Some(r) = &self.any {
+            let (kind, name, prio) = match subject {
+                Subject::Instance(n) => ("INSTANCE", n, priority),
+                Subject::Group(n) => ("GROUP", n, 0),
+            };
+            let mut argv = r.script.argv.clone();
+            argv.extend([kind.to_string(), name.to_string(), state.as_str().to_string(), prio.to_string()]);
+            out.push((r, argv));
+        }
+        out
+    }
+
+    /// Starts the transition's scripts and returns at once; the handle
+    /// finishes when they have all exited (awaiting it is optional).
+    pub fn run(&self, subject: Subject<'_>, state: NotifyState, priority: u8) -> tokio::task::JoinHandle<()> {
+        let mut children = Vec::new();
+        for (ready, argv) in self.commands(subject, state, priority) {
+            let ids = match &ready.ids {
+                Ok(ids) => *ids,
+                Err(e) => {
+                    warn!("notify {:?}: {e}; not run", ready.script.command);
+                    continue;
+                }
+            };
+            let Some((prog, args)) = argv.split_first() else {
+                continue;
+            };
+            let mut cmd = Command::new(prog);
+            cmd.args(args).stdin(std::process::Stdio::null());
+            if let Some((uid, gid)) = ids {
+                cmd.gid(gid).uid(uid);
+            }
+            match cmd.spawn() {
+                Ok(c) => {
+                    info!("notify: {}", argv.join(" "));
+                    children.push((argv, c));
+                }
+                Err(e) => warn!("notify {:?}: could not run: {e}", argv.join(" ")),
+            }
+        }
+        tokio::spawn(async move {
+            for (argv, mut c) in children {
+                match c.wait().await {
+                    Ok(st) if st.success() => {}
+                    Ok(st) => warn!("notify {:?}: {st}", argv.join(" ")),
+                    Err(e) => warn!("notify {:?}: {e}", argv.join(" ")),
+                }
+            }
+        })
+    }
+}
+
+/// Looks the users up and runs the scripts: for a caller off the VRRP
+/// thread (the daemon's sync-group scripts).
 pub fn notify(
     notify: &Notify,
     global: &GlobalDefs,
@@ -108,40 +172,7 @@ pub fn notify(
     state: NotifyState,
     priority: u8,
 ) -> tokio::task::JoinHandle<()> {
-    let mut children = Vec::new();
-    for (script, argv) in commands(notify, subject, state, priority) {
-        let ids = match script_ids(script, global) {
-            Ok(ids) => ids,
-            Err(e) => {
-                warn!("notify {:?}: {e}; not run", script.command);
-                continue;
-            }
-        };
-        let Some((prog, args)) = argv.split_first() else {
-            continue;
-        };
-        let mut cmd = Command::new(prog);
-        cmd.args(args).stdin(std::process::Stdio::null());
-        if let Some((uid, gid)) = ids {
-            cmd.gid(gid).uid(uid);
-        }
-        match cmd.spawn() {
-            Ok(c) => {
-                info!("notify: {}", argv.join(" "));
-                children.push((argv, c));
-            }
-            Err(e) => warn!("notify {:?}: could not run: {e}", argv.join(" ")),
-        }
-    }
-    tokio::spawn(async move {
-        for (argv, mut c) in children {
-            match c.wait().await {
-                Ok(st) if st.success() => {}
-                Ok(st) => warn!("notify {:?}: {st}", argv.join(" ")),
-                Err(e) => warn!("notify {:?}: {e}", argv.join(" ")),
-            }
-        }
-    })
+    Notifier::resolve(notify, global).run(subject, state, priority)
 }
 
 /// keepalived's wait for STOP scripts at shutdown.
@@ -169,7 +200,8 @@ mod tests {
             any: Some(script("/bin/n x")),
         };
         let argv = |subject, state, prio| -> Vec<Vec<String>> {
-            commands(&n, subject, state, prio)
+            Notifier::resolve(&n, &GlobalDefs::default())
+                .commands(subject, state, prio)
                 .into_iter()
                 .map(|(_, a)| a)
                 .collect()
@@ -197,13 +229,9 @@ mod tests {
             "STOP"
         );
         assert!(
-            commands(
-                &Notify::default(),
-                Subject::Instance("x"),
-                NotifyState::Master,
-                1
-            )
-            .is_empty()
+            Notifier::default()
+                .commands(Subject::Instance("x"), NotifyState::Master, 1)
+                .is_empty()
         );
     }
 
