@@ -592,6 +592,8 @@ struct TrackState {
     /// The verdict each instance was last given.
     sent: BTreeMap<String, Verdict>,
     runs: u64,
+    /// Why each file that does not read as its value does not, as logged.
+    file_errors: HashMap<String, String>,
 }
 
 impl TrackState {
@@ -681,6 +683,22 @@ impl TrackState {
             self.status.files = files;
         }
         (!why.is_empty()).then(|| why.join("; "))
+    }
+
+    /// Logs why a file does not read as its value once, when that starts or
+    /// changes, not at every poll; and when it reads again.
+    fn file_errors(&mut self, errors: HashMap<String, String>) {
+        for (name, why) in &errors {
+            if self.file_errors.get(name) != Some(why) {
+                warn!("track_file {name}: {why}");
+            }
+        }
+        for name in self.file_errors.keys().filter(|n| !errors.contains_key(*n)) {
+            if self.files.iter().any(|(f, _)| f == name) {
+                info!("track_file {name}: reads its value again");
+            }
+        }
+        self.file_errors = errors;
     }
 
     /// The instances whose verdict changed since they were last given one
@@ -791,8 +809,7 @@ async fn track(
                     loops.insert(name, AbortOnDrop(tokio::spawn(script_loop(job, run, results_tx.clone()))));
                 }
                 loops.retain(|n, _| state.scripts.contains_key(n));
-                let (links, files) = read_all(netlink.as_ref(), &state).await;
-                state.read(links, files);
+                reread(netlink.as_ref(), &mut state).await;
                 ("configured".to_string(), Some(done))
             }
             Some(r) = results.recv() => match state.record(&r) {
@@ -803,13 +820,11 @@ async fn track(
                 if !open {
                     link_events = None;
                 }
-                let (links, files) = read_all(netlink.as_ref(), &state).await;
-                let Some(why) = state.read(links, files) else { continue };
+                let Some(why) = reread(netlink.as_ref(), &mut state).await else { continue };
                 (why, None)
             }
             _ = tick.tick() => {
-                let (links, files) = read_all(netlink.as_ref(), &state).await;
-                let Some(why) = state.read(links, files) else { continue };
+                let Some(why) = reread(netlink.as_ref(), &mut state).await else { continue };
                 (why, None)
             }
         };
@@ -880,15 +895,13 @@ async fn link_event(events: &mut Option<LinkEvents>) -> bool {
     }
 }
 
-/// The tracked links and files, read now.
-async fn read_all(
-    netlink: Option<&rtnetlink::Handle>,
-    state: &TrackState,
-) -> (HashMap<String, bool>, HashMap<String, i64>) {
-    (
-        read_links(netlink, &state.links).await,
-        read_files(&state.files, &state.status.files).await,
-    )
+/// Reads the tracked links and files now; the reason to re-evaluate when
+/// they changed.
+async fn reread(netlink: Option<&rtnetlink::Handle>, state: &mut TrackState) -> Option<String> {
+    let links = read_links(netlink, &state.links).await;
+    let (files, errors) = read_files(&state.files, &state.status.files).await;
+    state.file_errors(errors);
+    state.read(links, files)
 }
 
 /// Whether each interface is up with carrier (IFF_UP and IFF_RUNNING, as
@@ -916,40 +929,71 @@ async fn read_links(
     out
 }
 
-/// Each file's value, read off this thread (it keeps VRRP's time); an
-/// unreadable file reads 0, an out-of-range value keeps the previous one
-/// (keepalived ignores it).
-async fn read_files(files: &[(String, String)], last: &HashMap<String, i64>) -> HashMap<String, i64> {
+/// Each file's value, read off this thread (it keeps VRRP's time), and why
+/// the files that do not read as their value do not: an unreadable or
+/// refused file reads 0 (a missing one silently, as keepalived), an
+/// out-of-range value keeps the previous one (keepalived ignores it).
+async fn read_files(
+    files: &[(String, String)],
+    last: &HashMap<String, i64>,
+) -> (HashMap<String, i64>, HashMap<String, String>) {
     if files.is_empty() {
-        return HashMap::new();
+        return Default::default();
     }
     let (files, last) = (files.to_vec(), last.clone());
-    let fallback = last.clone();
+    let fallback = (last.clone(), HashMap::new());
     tokio::task::spawn_blocking(move || {
-        files
-            .iter()
-            .map(|(name, path)| {
-                let v = match read_head(path) {
-                    Ok(text) => parse_track_value(&text).unwrap_or_else(|| {
-                        warn!(file = %path, "track_file {name}: invalid number {:?}; ignored", text.trim());
-                        last.get(name).copied().unwrap_or(0)
-                    }),
-                    Err(_) => 0,
-                };
-                (name.clone(), v)
-            })
-            .collect()
+        let mut values = HashMap::new();
+        let mut errors = HashMap::new();
+        for (name, path) in &files {
+            let v = match read_head(path) {
+                Ok(text) => parse_track_value(&text).unwrap_or_else(|| {
+                    errors.insert(name.clone(), format!("{path}: invalid number {:?}; ignored", text.trim()));
+                    last.get(name).copied().unwrap_or(0)
+                }),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+                Err(e) => {
+                    errors.insert(name.clone(), format!("{path}: {e}; reads 0"));
+                    0
+                }
+            };
+            values.insert(name.clone(), v);
+        }
+        (values, errors)
     })
     .await
     .unwrap_or(fallback)
 }
 
-/// The first 127 bytes of a file (keepalived reads no more), opened
-/// without blocking: a FIFO reads as empty instead of hanging.
+/// The first 127 bytes of a regular file (keepalived reads no more). A
+/// symbolic link is not followed and anything else is refused: whoever can
+/// swap the file for a link, a FIFO or a device must not choose what is
+/// read, nor make the read hang.
 fn read_head(path: &str) -> std::io::Result<String> {
     use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    // O_NONBLOCK: opening a FIFO does not wait for a writer.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => std::io::Error::other("a symbolic link, not followed"),
+            _ => e,
+        })?;
+    let kind = f.metadata()?.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "a device"
+        };
+        return Err(std::io::Error::other(format!("not a regular file ({what})")));
+    }
     let mut buf = Vec::with_capacity(128);
     f.take(127).read_to_end(&mut buf)?;
     Ok(String::from_utf8_lossy(&buf).into_owned())
@@ -1431,5 +1475,34 @@ vrrp_sync_group G {
         s.reconfigure(reload_cfg("/bin/true", true));
         s.read([("lo".to_string(), true)].into(), HashMap::new());
         assert_eq!(s.verdicts(), [("B".to_string(), Verdict::Priority(50))]);
+    }
+
+    #[tokio::test]
+    async fn a_track_file_is_read_only_as_a_regular_file_not_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
+        std::fs::write(path("value"), "5\n").unwrap();
+        assert_eq!(read_head(&path("value")).unwrap(), "5\n");
+        std::os::unix::fs::symlink(path("value"), path("link")).unwrap();
+        let fifo = std::ffi::CString::new(path("fifo")).unwrap();
+        // SAFETY: a valid C string; mkfifo(3) only creates the node.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        std::fs::create_dir(path("dir")).unwrap();
+        for (name, says) in [
+            ("link", "a symbolic link, not followed"),
+            ("fifo", "not a regular file (a FIFO)"),
+            ("dir", "not a regular file (a directory)"),
+        ] {
+            let err = read_head(&path(name)).expect_err(name).to_string();
+            assert!(err.contains(says), "{name}: {err}");
+        }
+        // A refused file reads 0 and says why, naming the file; a missing one
+        // reads 0 silently.
+        let files: Vec<(String, String)> =
+            ["value", "fifo", "missing"].iter().map(|n| (n.to_string(), path(n))).collect();
+        let (values, errors) = read_files(&files, &HashMap::new()).await;
+        assert_eq!(values, [("value", 5), ("fifo", 0), ("missing", 0)].map(|(n, v)| (n.to_string(), v)).into());
+        assert_eq!(errors.keys().collect::<Vec<_>>(), ["fifo"]);
+        assert!(errors["fifo"].starts_with(&format!("{}: not a regular file", path("fifo"))), "{errors:?}");
     }
 }
