@@ -1,4 +1,4 @@
-//! The control socket end to end without a daemon: `server::serve` on a
+//! The control socket end to end without a daemon: `daemon::control::serve` on a
 //! temporary socket, a fake handler task answering canned responses, and
 //! both `client::request` and the real `directorctl` binary against it.
 
@@ -17,8 +17,9 @@ use director::{
         client::{self, Client, CtlError},
         ipvsadm::{self, Layout, ListOptions},
         protocol::{AdminAction, Command, ConnView, RealTarget, Response},
-        server, summary,
+        summary,
     },
+    daemon::control as server,
     status::{AdminState, DaemonView, InterfaceView, RealView, ReasonView, ServiceView, Snapshot, TrafficView},
 };
 use tempfile::TempDir;

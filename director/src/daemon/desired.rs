@@ -10,6 +10,7 @@ use std::{
 
 use super::planes::{self, Kind};
 use crate::{
+    check,
     config::{Config, Family, LvsMethod, Protocol, VirtualServer, VsKey},
     dataplane::{maglev, xdp::VrrpWatch},
     state::{DesiredState, Method, NextHop, Persistence, Proto, RealSpec, ServiceAddr, ServiceSpec},
@@ -45,16 +46,19 @@ pub struct Skipped {
 pub type QuorumLost = std::collections::BTreeSet<ServiceAddr>;
 
 /// Everything the daemon programs, from every input: the services of
-/// each data plane, the destination MACs XDP forwards frames for, and the
-/// VRRP instances whose adverts XDP records. One pure function computes it
-/// ([`compute`]); the daemon's one apply step makes the planes match it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// each data plane, the destination MACs XDP forwards frames for, the
+/// VRRP instances whose adverts XDP records, and the health checkers. One
+/// pure function computes it ([`compute`]); the daemon's one apply step
+/// makes the planes and the checkers match it.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Desired {
     pub xdp: DesiredState,
     pub ipvs: DesiredState,
     /// Per ifindex: the interface's own MAC, then the VMACs it is master of.
     pub local_macs: BTreeMap<u32, Vec<[u8; 6]>>,
     pub vrrp_watches: Vec<VrrpWatch>,
+    /// The real servers to health-check, and with what.
+    pub check_targets: Vec<check::Target>,
     /// What the configuration asks for that cannot be served now.
     pub skipped: Vec<Skipped>,
     /// Services below their quorum.
@@ -120,7 +124,21 @@ pub fn compute(i: &Inputs) -> Desired {
     });
     let local_macs = if i.routing.xdp { local_macs(i.interfaces, i.master_vmacs) } else { BTreeMap::new() };
     let vrrp_watches = if i.routing.xdp { i.vrrp_watches.to_vec() } else { Vec::new() };
-    Desired { xdp, ipvs, local_macs, vrrp_watches, skipped, lost }
+    let check_targets = check::targets_from_config(i.config);
+    Desired { xdp, ipvs, local_macs, vrrp_watches, check_targets, skipped, lost }
+}
+
+/// The health map for `targets`: what is known of each kept, a new one as
+/// its checkers start (down with `alpha`), the rest dropped.
+pub fn seed_health(targets: &[check::Target], known: &HealthMap) -> HealthMap {
+    targets
+        .iter()
+        .map(|t| {
+            let key = (t.key.vs.clone(), t.key.rs);
+            let h = known.get(&key).copied().unwrap_or(Health { alive: check::initially_alive(&t.checkers), weight: None });
+            (key, h)
+        })
+        .collect()
 }
 
 /// The destination MAC filter: each attached interface's own MAC, then the
@@ -355,6 +373,34 @@ virtual_server fwmark 7 {
             no_ipvs.skipped
         );
         assert_eq!(compute_with(Kind::Xdp, true, true), both, "the same inputs give the same state");
+    }
+
+    #[test]
+    fn check_targets_come_with_the_state_and_seed_the_health_input() {
+        let text = |alpha: &str| {
+            format!(
+                "virtual_server 10.0.0.1 80 {{\n protocol TCP\n lvs_sched wrr\n\
+                 real_server 10.0.1.1 80 {{ TCP_CHECK {{ }} }}\n\
+                 real_server 10.0.1.2 80 {{ TCP_CHECK {{ {alpha} }} }}\n\
+                 real_server 10.0.1.3 80 {{ }}\n}}\n"
+            )
+        };
+        let targets = |t: &str| check::targets_from_config(&load_str(t, "t.conf", &LoadOptions::default()).config);
+        let first = targets(&text(""));
+        assert_eq!(first.len(), 2, "the server without checkers has no target");
+        let vs = first[0].key.vs.clone();
+        let key = |ip: &str| (vs.clone(), SocketAddr::new(ip.parse().unwrap(), 80));
+        let mut known = seed_health(&first, &HealthMap::new());
+        assert!(known.values().all(|h| h.alive), "without alpha a server starts up");
+        known.insert(key("10.0.1.1"), Health { alive: false, weight: None });
+        known.insert(key("10.0.1.9"), Health { alive: false, weight: None });
+        // 10.0.1.2 gains alpha: a changed target keeps what is known of it.
+        let next = seed_health(&targets(&text("alpha")), &known);
+        assert_eq!(next.get(&key("10.0.1.1")).map(|h| h.alive), Some(false), "what is known stays");
+        assert_eq!(next.get(&key("10.0.1.2")).map(|h| h.alive), Some(true));
+        assert!(!next.contains_key(&key("10.0.1.9")), "a server that left the targets leaves the map");
+        let fresh = seed_health(&targets(&text("alpha")), &HealthMap::new());
+        assert_eq!(fresh.get(&key("10.0.1.2")).map(|h| h.alive), Some(false), "alpha starts down");
     }
 
     #[test]

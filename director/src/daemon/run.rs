@@ -18,7 +18,7 @@ use tracing::{error, info, warn};
 
 use super::{
     Args, diff,
-    desired::{self, AdminOverrides, Desired, Health, HealthMap},
+    desired::{self, AdminOverrides, Desired, HealthMap},
     log_diagnostics,
     neigh::Resolver,
     planes::Planes,
@@ -131,7 +131,6 @@ impl Daemon {
             Err(e) => warn!("{e}; starting without the saved administrative decisions"),
         }
         daemon.apply_vrrp().await;
-        daemon.set_check_targets();
         daemon.refresh().await;
         Ok(daemon)
     }
@@ -216,7 +215,8 @@ impl Daemon {
         }
         let mut admin = self.admin.clone();
         state_file::prune(&mut admin, &loaded.config);
-        let next = self.compute(&loaded.config, &admin);
+        let health = self.health.clone();
+        let next = self.compute(&loaded.config, &admin, &health);
         if let Some(x) = &self.planes.xdp
             && let Err(e) = x.check(&next.xdp)
         {
@@ -240,7 +240,6 @@ impl Daemon {
         let old = std::mem::replace(&mut self.config, loaded.config);
         let old_admin = std::mem::replace(&mut self.admin, admin);
         self.apply_vrrp().await;
-        self.set_check_targets();
         if let Err(e) = self.reconcile() {
             let message = format!("applying {} failed, the previous configuration is back: {e:#}", self.args.file.display());
             self.config = old;
@@ -249,7 +248,6 @@ impl Daemon {
                 error!("{e:#}");
             }
             self.apply_vrrp().await;
-            self.set_check_targets();
             if let Err(e) = self.reconcile() {
                 error!("re-applying the previous configuration failed too: {e:#}");
             }
@@ -360,20 +358,6 @@ impl Daemon {
         self.update_metrics();
     }
 
-    /// Health checkers for the configuration's real servers; unchanged ones
-    /// keep their state across a reload.
-    fn set_check_targets(&mut self) {
-        let targets = check::targets_from_config(&self.config);
-        let mut health = HealthMap::new();
-        for t in &targets {
-            let key = (t.key.vs.clone(), t.key.rs);
-            let h = self.health.get(&key).copied().unwrap_or(Health { alive: check::initially_alive(&t.checkers), weight: None });
-            health.insert(key, h);
-        }
-        self.health = health;
-        self.checks.set_targets(targets);
-    }
-
     /// A checker decided a real server's fate (the check module logged why).
     fn on_health(&mut self, t: Transition) {
         let key = (t.key.vs.clone(), t.key.rs);
@@ -404,7 +388,7 @@ impl Daemon {
     }
 
     /// Everything the daemon programs, from every input, for `config`.
-    fn compute(&mut self, config: &Config, admin: &AdminOverrides) -> Desired {
+    fn compute(&mut self, config: &Config, admin: &AdminOverrides, health: &HealthMap) -> Desired {
         let routing = self.planes.routing(config);
         let interfaces = self.planes.interface_macs();
         let master_vmacs = self.vrrp.master_vmacs();
@@ -412,7 +396,7 @@ impl Daemon {
         desired::compute(&desired::Inputs {
             config,
             admin,
-            health: &self.health,
+            health,
             lost_before: self.quorum_lost.as_ref(),
             hops: &self.hops,
             routing,
@@ -422,13 +406,30 @@ impl Daemon {
         })
     }
 
-    /// The one apply step: computes the desired state and makes every
-    /// plane match it, touching only what differs. An error leaves
-    /// `applied` as it was, so the next call tries again.
+    /// The one apply step: computes the desired state and makes the health
+    /// checkers and every plane match it, touching only what differs. An
+    /// error leaves the planes' part of `applied` as it was, so the next
+    /// call tries again.
     fn reconcile(&mut self) -> Result<()> {
         let config = self.config.clone();
         let admin = self.admin.clone();
-        let want = self.compute(&config, &admin);
+        let health = std::mem::take(&mut self.health);
+        let mut want = self.compute(&config, &admin, &health);
+        // New targets enter the health input as their checkers start.
+        let seeded =
+            (want.check_targets != self.applied.check_targets).then(|| desired::seed_health(&want.check_targets, &health));
+        if let Some(h) = &seeded {
+            want = self.compute(&config, &admin, h);
+        }
+        self.health = health;
+        if let Some(h) = seeded {
+            // The checkers first: they cannot fail, and must run whatever
+            // a data plane says (a failed reload's rollback retargets
+            // them). Unchanged targets keep their state.
+            self.health = h;
+            self.checks.set_targets(want.check_targets.clone());
+            self.applied.check_targets = want.check_targets.clone();
+        }
         let was: BTreeSet<String> = self.applied.skipped.iter().map(|s| format!("{}: {}", s.what, s.why)).collect();
         for s in &want.skipped {
             let line = format!("{}: {}", s.what, s.why);
