@@ -61,6 +61,11 @@ const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub struct Metrics {
     registry: Registry,
     latest: Arc<Mutex<Option<Arc<Latest>>>>,
+    /// The last rendering and the snapshot it came from: every scrape until
+    /// the next `update` gets it without rendering again (a rendering costs
+    /// ~0.35 s of CPU at 10,000 real servers, ~11 MB; 64 scrapers would
+    /// otherwise pay it 64 times per snapshot).
+    rendered: Mutex<Option<(Arc<Latest>, String)>>,
 }
 
 /// What a scrape renders: the last snapshot given to `update`.
@@ -89,7 +94,7 @@ impl Metrics {
         registry
             .register(Box::new(collector))
             .expect("a fresh registry accepts the snapshot collector");
-        Metrics { registry, latest }
+        Metrics { registry, latest, rendered: Mutex::new(None) }
     }
 
     /// Makes `snap` what the next scrape reports.
@@ -111,8 +116,26 @@ impl Metrics {
         }));
     }
 
-    /// The latest snapshot in text exposition format 0.0.4.
+    /// The latest snapshot in text exposition format 0.0.4, rendered once
+    /// per snapshot.
     pub fn render(&self) -> String {
+        let Some(latest) = self.latest.lock().unwrap_or_else(PoisonError::into_inner).clone() else {
+            return self.encode();
+        };
+        let mut rendered = self.rendered.lock().unwrap_or_else(PoisonError::into_inner);
+        match rendered.as_ref() {
+            Some((of, text)) if Arc::ptr_eq(of, &latest) => text.clone(),
+            _ => {
+                // Should an update land meanwhile, the text is newer than
+                // its key: the next scrape renders again.
+                let text = self.encode();
+                *rendered = Some((latest, text.clone()));
+                text
+            }
+        }
+    }
+
+    fn encode(&self) -> String {
         let mut out = String::new();
         // Encoding fails only on an empty family, which `gather` prunes.
         if let Err(e) = TextEncoder::new().encode_utf8(&self.registry.gather(), &mut out) {
@@ -652,6 +675,27 @@ const LINGER_BYTES: usize = 64 * 1024;
 
 const INDEX_HTML: &str = "<!DOCTYPE html>\n<html><head><title>director</title></head>\n\
 <body><h1>director</h1><p><a href=\"/metrics\">Metrics</a></p></body></html>\n";
+
+/// Runs [`serve`] on a thread of its own, with its own current-thread
+/// runtime (as VRRP has), for as long as the process lives: however hard
+/// the endpoint is scraped (at 10,000 real servers every response is
+/// ~11 MB), the daemon's main loop is not kept waiting, nor the scrapes by
+/// it. Must be called from within a tokio runtime (the listener's).
+pub fn spawn(listener: TcpListener, metrics: Arc<Metrics>) -> std::io::Result<()> {
+    let listener = listener.into_std()?;
+    std::thread::Builder::new().name("metrics".into()).spawn(move || {
+        let served = tokio::runtime::Builder::new_current_thread().enable_all().build().and_then(|rt| {
+            rt.block_on(async move {
+                serve(TcpListener::from_std(listener)?, metrics).await;
+                Ok(())
+            })
+        });
+        if let Err(e) = served {
+            tracing::error!("metrics: the endpoint's thread stopped: {e}");
+        }
+    })?;
+    Ok(())
+}
 
 /// Serves `/metrics` (and a small index page at `/`) on `listener` until
 /// the future is dropped. Each connection gets its own task, one request

@@ -140,7 +140,7 @@ impl Daemon {
         let listener = self.listener.take().context("control socket already served")?;
         tokio::spawn(super::control::serve(listener, tx));
         let metrics_listener = self.metrics_listener.take().context("metrics endpoint already served")?;
-        tokio::spawn(crate::metrics::serve(metrics_listener, Arc::clone(&self.metrics)));
+        crate::metrics::spawn(metrics_listener, Arc::clone(&self.metrics)).context("metrics endpoint thread")?;
         info!(socket = %self.args.socket.display(), metrics = %self.args.metrics_listen, "ready");
         super::notify::ready();
 
