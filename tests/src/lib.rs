@@ -4,7 +4,9 @@
 pub mod files;
 pub mod fixture;
 pub mod frames;
+pub mod map_batch;
 pub mod netns;
+pub mod stall;
 pub mod topo;
 pub mod vm;
 pub mod vrrp_lab;

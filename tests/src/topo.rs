@@ -7,8 +7,9 @@
 use std::{
     ffi::CString,
     io::{ErrorKind, Read, Write},
-    net::{SocketAddr, TcpListener, TcpStream},
+    net::{IpAddr, SocketAddr, TcpListener, TcpStream},
     os::fd::{AsRawFd, FromRawFd, OwnedFd},
+    process::{Command, Stdio},
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -69,6 +70,33 @@ pub fn mac(ns: &Netns, ifname: &str) -> Result<Mac> {
 
 pub fn fmt_mac(m: &Mac) -> String {
     m.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// Permanent neighbour entries on `dev` inside `ns`, all through one
+/// `ip -batch` (thousands take well under a second): next hops for real
+/// servers that need not exist as hosts.
+pub fn permanent_neighbours(ns: &Netns, dev: &str, entries: &[(IpAddr, Mac)]) -> Result<()> {
+    let batch: String = entries
+        .iter()
+        .map(|(ip, m)| format!("neigh replace {ip} lladdr {} dev {dev} nud permanent\n", fmt_mac(m)))
+        .collect();
+    let mut child = Command::new("ip")
+        .args(["-n", ns.name(), "-batch", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawning ip -batch")?;
+    child.stdin.take().context("ip's stdin")?.write_all(batch.as_bytes())?;
+    let out = child.wait_with_output()?;
+    ensure!(
+        out.status.success(),
+        "ip -batch ({} neighbours on {dev} in {}): {}",
+        entries.len(),
+        ns.name(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    Ok(())
 }
 
 /// Writes a sysctl (`net.ipv4.conf.all.arp_ignore`) inside `ns` and reads

@@ -35,6 +35,7 @@ use std::{
 
 use anyhow::{Context, Result, bail, ensure};
 use director::dataplane::xdp::{LoadOptions, XdpProgram};
+use director_common::lb::MAP_LAYOUT_VERSION;
 
 pub use crate::files::workspace_bin;
 use crate::{
@@ -53,6 +54,8 @@ pub const RS_IPS: [Ipv4Addr; 3] = [Ipv4Addr::new(10, 90, 0, 10), Ipv4Addr::new(1
 pub const SERVICE_PORT: u16 = 80;
 /// The director's metrics endpoint, on each node's own loopback.
 const METRICS_PORT: u16 = 19613;
+/// The largest exposition `Node::metrics` reads.
+const MAX_METRICS: u64 = 256 << 20;
 /// Probing ARP: a port nobody listens on (the node's kernel resets).
 const PROBE_PORT: u16 = 9;
 
@@ -198,16 +201,32 @@ fn run_bounded(cmd: &mut Command, timeout: Duration) -> Result<Output> {
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("spawning {what}"))?;
+    // Read while it runs: a child blocked on a full pipe (`list -c` prints
+    // megabytes) would never exit.
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> Option<JoinHandle<Vec<u8>>> {
+        pipe.map(|mut p| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = p.read_to_end(&mut buf);
+                buf
+            })
+        })
+    }
+    let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
     let deadline = Instant::now() + timeout;
-    while child.try_wait()?.is_none() {
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
         if Instant::now() >= deadline {
             let _ = child.kill();
             let _ = child.wait();
             bail!("{what} did not finish within {timeout:?}");
         }
         std::thread::sleep(Duration::from_millis(5));
-    }
-    Ok(child.wait_with_output()?)
+    };
+    let collect = |h: Option<JoinHandle<Vec<u8>>>| h.and_then(|h| h.join().ok()).unwrap_or_default();
+    Ok(Output { status, stdout: collect(stdout), stderr: collect(stderr) })
 }
 
 fn signal(pid: i32, sig: libc::c_int) -> Result<()> {
@@ -311,6 +330,12 @@ impl Node {
         self.dir.0.join("d.sock")
     }
 
+    /// Where the director pins the XDP map `name` (`lb::maps`), for a test
+    /// to open with `MapData::from_pin` while the daemon runs.
+    pub fn pinned_map(&self, name: &str) -> PathBuf {
+        self.bpffs.join(format!("v{MAP_LAYOUT_VERSION}")).join(name)
+    }
+
     fn pid(&self) -> Option<i32> {
         self.child.lock().unwrap().as_ref().map(|c| c.id() as i32)
     }
@@ -382,7 +407,8 @@ impl Node {
             let agent: ureq::Agent =
                 ureq::Agent::config_builder().timeout_global(Some(Duration::from_secs(5))).build().into();
             let mut resp = agent.get(&url).call().with_context(|| format!("GET {url}"))?;
-            Ok(resp.body_mut().read_to_string()?)
+            // Past ureq's default 10 MB: 10,000 real servers are ~11 MB.
+            Ok(resp.body_mut().with_config().limit(MAX_METRICS).read_to_string()?)
         })?
     }
 

@@ -21,9 +21,15 @@
 //! `apply_10k_reals`: the reload and `rs disable` path (parse, desired
 //! state, capacity check, diff onto the maps) with 10,000 real servers.
 //!
+//! `vrrp_advert_gap`: the longest gap between a director master's adverts
+//! as a peer receives them while its daemon, with 10,000 real servers and
+//! a full connection table, serves 64 `/metrics` scrapers, `list -c`,
+//! `status` and reloads (see `director_tests::stall`; the `vrrp_stall`
+//! test asserts on the same run); needs root and the director binary.
+//!
 //! `BENCH_ONLY=checks_10k` (a comma-separated list of config_parse,
-//! maglev_build, checks_10k, vrrp_failover, apply_10k_reals, xdp) runs only those; by default
-//! all run.
+//! maglev_build, checks_10k, vrrp_failover, vrrp_advert_gap,
+//! apply_10k_reals, xdp) runs only those; by default all run.
 
 use std::{
     fmt::Write as _,
@@ -52,6 +58,7 @@ use director::{
 use director_common::lb::{CONN_NAT_REPLY, Conn, FlowKey};
 use director_tests::{
     frames::{self, Seg},
+    stall::advert_gap_under_load,
     vrrp_lab::{Kind, failover_under_traffic},
 };
 
@@ -82,6 +89,9 @@ fn main() -> Result<()> {
     }
     if run("vrrp_failover") {
         vrrp_failover()?;
+    }
+    if run("vrrp_advert_gap") {
+        println!("{}", advert_gap_under_load("bench-stall")?.line());
     }
     if run("apply_10k_reals") {
         apply_10k_reals()?;
