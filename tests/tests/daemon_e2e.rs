@@ -539,14 +539,6 @@ fn reload_all_or_nothing_in(lab: &Lab) -> Result<()> {
     let generation = generation_of(&lab.status()?)?;
     let conf = lab.conf.display().to_string();
 
-    fs::write(&lab.conf, config(VRID, [3, 1, 1]))?;
-    let out = lab.daemon.ctl(&["reload", "--dry-run"])?;
-    ensure!(out.code == Some(0), "reload --dry-run: {out}");
-    let want = format!("~ real server {}:80 in TCP {VIP}:80: weight 1 -> 3", RS_IPS[0]);
-    ensure!(out.stdout.contains(&want) && out.stdout.contains("= vrrp_instance VI_1 kept"), "the plan should say {want:?}: {out}");
-    ensure!(lab.list()?.get(&format!("{}:80", RS_IPS[0])).map(|r| r.weight) == Some(1), "a dry run changed the weight");
-    ensure!(generation_of(&lab.status()?)? == generation, "a dry run moved the generation");
-
     let typo = config(VRID, [1, 1, 1]).replace("interface eth0", "interface eth9");
     let (line, col) = position(&typo, "interface eth9", "interface");
     fs::write(&lab.conf, &typo)?;
@@ -579,6 +571,14 @@ fn reload_all_or_nothing_in(lab: &Lab) -> Result<()> {
     ensure!(generation_of(&status)? == generation, "refused reloads moved the generation: {status}");
     ensure!(reloads(&status)? == "0 ok, 2 failed", "{status}");
     ensure!(status.contains("xdp limits    services 1/1024"), "status should show the limits: {status}");
+
+    fs::write(&lab.conf, config(VRID, [3, 1, 1]))?;
+    let out = lab.daemon.ctl(&["reload", "--dry-run"])?;
+    ensure!(out.code == Some(0), "reload --dry-run: {out}");
+    let want = format!("~ real server {}:80 in TCP {VIP}:80: weight 1 -> 3", RS_IPS[0]);
+    ensure!(out.stdout.contains(&want) && out.stdout.contains("= vrrp_instance VI_1 kept"), "the plan should say {want:?}: {out}");
+    ensure!(lab.list()?.get(&format!("{}:80", RS_IPS[0])).map(|r| r.weight) == Some(1), "a dry run changed the weight");
+    ensure!(generation_of(&lab.status()?)? == generation, "a dry run moved the generation");
     Ok(())
 }
 
@@ -610,12 +610,11 @@ fn many_real_servers_in(lab: &Lab) -> Result<()> {
     fs::write(&lab.conf, &text)?;
     let out = lab.daemon.ctl(&["reload"])?;
     ensure!(out.code == Some(0), "reload with 2,049 real servers: {out}");
-    let status = lab.status()?;
-    ensure!(status.contains("real_servers 2049/16384"), "all 2,049 should be programmed: {status}");
-
     let victim = RS_IPS[0];
     let out = lab.daemon.ctl(&["rs", "disable", &victim.to_string()])?;
     ensure!(out.code == Some(0), "rs disable {victim} with 2,049 real servers: {out}");
+    let status = lab.status()?;
+    ensure!(status.contains("real_servers 2049/16384"), "all 2,049 should be programmed: {status}");
     let reached = tally(&lab.many(30)?);
     ensure!(!reached.contains_key(RS_NAMES[0]), "new connections still reach the disabled {victim}: {reached:?}");
 
@@ -638,7 +637,7 @@ fn many_real_servers_in(lab: &Lab) -> Result<()> {
 
 /// Without `--iface`, XDP follows the interfaces the configuration names
 /// (issue 11): a reload that adds a vrrp_instance on eth1 attaches XDP to
-/// eth1 (the dry run says so first), one that drops it detaches it. Then a
+/// eth1, one that drops it detaches it (the dry run says so first). Then a
 /// start that fails (the file has an error) removes what the stopped
 /// daemon left pinned, rather than leave it forwarding from maps nobody
 /// updates any more.
@@ -666,9 +665,6 @@ fn interfaces_in(lab: &mut Lab) -> Result<()> {
     ensure!(!xdp_on("eth1")?, "eth1 has an XDP program before the configuration names it");
     let second = "vrrp_instance VI_2 {\n    state BACKUP\n    interface eth1\n    virtual_router_id 52\n    priority 50\n    virtual_ipaddress {\n        10.83.0.100\n    }\n}\n";
     fs::write(&lab.conf, format!("{}{second}", config(VRID, [1, 1, 1])))?;
-    let plan = lab.daemon.ctl(&["reload", "--dry-run"])?;
-    ensure!(plan.code == Some(0) && plan.stdout.contains("+ XDP on eth1"), "the plan should attach eth1: {plan}");
-    ensure!(!xdp_on("eth1")?, "a dry run attached eth1");
     let out = lab.daemon.ctl(&["reload"])?;
     ensure!(out.code == Some(0), "reload naming eth1: {out}");
     ensure!(xdp_on("eth1")?, "the reload naming eth1 did not attach XDP to it");
@@ -676,6 +672,9 @@ fn interfaces_in(lab: &mut Lab) -> Result<()> {
     ensure!(status.contains("eth1 ("), "status should list eth1 among the XDP interfaces: {status}");
 
     fs::write(&lab.conf, config(VRID, [1, 1, 1]))?;
+    let plan = lab.daemon.ctl(&["reload", "--dry-run"])?;
+    ensure!(plan.code == Some(0) && plan.stdout.contains("- XDP on eth1"), "the plan should detach eth1: {plan}");
+    ensure!(xdp_on("eth1")?, "a dry run detached eth1");
     let out = lab.daemon.ctl(&["reload"])?;
     ensure!(out.code == Some(0), "reload without eth1: {out}");
     ensure!(!xdp_on("eth1")?, "XDP stayed on eth1 after the configuration dropped it");

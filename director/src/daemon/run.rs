@@ -1,6 +1,8 @@
-//! The running daemon: one task owns all state; the control socket, signals
-//! and timers feed it. Every change goes through `apply`, which rebuilds the
-//! desired state and lets the data plane apply the diff.
+//! The running daemon: one task owns all state; the control socket, signals,
+//! health checks, VRRP reports and timers feed it. Every change goes through
+//! `reconcile`, which computes the desired state (`desired::compute`) and
+//! applies the difference to the checkers and the planes; a reload is
+//! checked whole first and rolled back if that apply fails.
 
 use std::{
     collections::{BTreeMap, BTreeSet},

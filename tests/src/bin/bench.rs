@@ -179,9 +179,9 @@ fn maglev_build() -> Result<()> {
         .map(|i| maglev::Backend { key: u64::from(i).wrapping_mul(0x9e37_79b9_7f4a_7c15), id: i, weight: 1 + i % 7 })
         .collect();
     let start = Instant::now();
-    let table = maglev::build(&backends, 65537)?;
+    let table = maglev::build(&backends, maglev::DEFAULT_RING_SIZE)?;
     let ms = start.elapsed().as_secs_f64() * 1e3;
-    anyhow::ensure!(table.len() == 65537);
+    anyhow::ensure!(table.len() == maglev::DEFAULT_RING_SIZE as usize);
     println!("bench maglev_build_1000_servers ms={ms:.1}");
     Ok(())
 }
@@ -415,7 +415,7 @@ fn xdp() -> Result<()> {
     let any = flows("10.0.0.100", 1);
     println!("bench baseline_xdp_tx ns_per_pkt={:.0}", time(base, &[any.as_slice(); ROUNDS], 3)?);
 
-    let mut prog = XdpProgram::load_with(LoadOptions { ring_size: Some(65537), max_conns: 2 * PREFILL, ..Default::default() })?;
+    let mut prog = XdpProgram::load_with(LoadOptions { ring_size: Some(maglev::DEFAULT_RING_SIZE), max_conns: 2 * PREFILL, ..Default::default() })?;
     let desired = DesiredState {
         services: vec![
             service("10.0.0.100", Method::Dr, 80),
