@@ -94,6 +94,13 @@ fn ipvs_data_plane_in_a_vm() -> Result<()> {
     );
     let log = out.get("director_log")?;
     ensure!(!log.contains("ERROR"), "director logged errors:\n{log}");
+    // The XDP program a stopped daemon left pinned on d0 is gone once IPVS
+    // serves, and the log says so.
+    let xdp_log = out.get("xdp_log")?;
+    out.ok("xdp_started").with_context(|| format!("the XDP daemon's log:\n{xdp_log}"))?;
+    out.ok("xdp_pinned").with_context(|| format!("the XDP daemon's log:\n{xdp_log}"))?;
+    out.ok("xdp_retired")?;
+    ensure!(log.contains("detached the XDP program left pinned"), "{log}");
     // Added at start and re-added after `ipvsadm -d`, and nothing else:
     // no churn in steady state.
     ensure!(log.matches("IPVS: adding 10.1.0.21:8080").count() == 2, "{log}");

@@ -33,10 +33,23 @@ ip link set d0 up
 ip addr add 10.1.0.1/24 dev d0
 ip addr add 10.0.0.1/32 dev lo
 
+# An XDP daemon that stopped leaves its program pinned and forwarding; the
+# IPVS daemon started next must detach it rather than leave it in front of
+# IPVS with maps nobody updates.
+printf 'virtual_server 10.9.0.1 80 {\n lvs_sched wrr\n protocol TCP\n real_server 10.1.0.50 80 { }\n}\n' >/vm/x.conf
+director -f /vm/x.conf --iface d0 --dataplane xdp --metrics-listen 127.0.0.1:9613 >/vm/director_xdp.log 2>&1 &
+xdp_director=$!
+section xdp_started wait_for 20 directorctl status
+kill $xdp_director
+wait $xdp_director
+section xdp_pinned bash -c 'ip link show dev d0 | grep prog/xdp'
+section xdp_log cat /vm/director_xdp.log
+
 cp /vm/a.conf /vm/current.conf
 director -f /vm/current.conf --dataplane ipvs --metrics-listen 127.0.0.1:9612 >/vm/director.log 2>&1 &
 director=$!
 section started wait_for 20 directorctl status
+section xdp_retired bash -c '! ip link show dev d0 | grep prog/xdp'
 
 section ipvsadm_ln ipvsadm -Ln
 section ipvsadm_persistent ipvsadm -Ln --persistent-conn
