@@ -12,9 +12,10 @@ use super::planes::{self, Kind};
 use crate::{
     check,
     config::{Config, Family, LvsMethod, Protocol, VirtualServer, VsKey},
-    dataplane::{maglev, xdp::VrrpWatch},
+    dataplane::maglev,
     state::{DesiredState, Method, NextHop, Persistence, Proto, RealSpec, ServiceAddr, ServiceSpec},
     status::AdminState,
+    vrrp::{self, witness::VrrpWatch},
 };
 
 /// `directorctl rs disable/enable/weight` decisions, by (service, real).
@@ -47,9 +48,10 @@ pub type QuorumLost = std::collections::BTreeSet<ServiceAddr>;
 
 /// Everything the daemon programs, from every input: the services of
 /// each data plane, the destination MACs XDP forwards frames for, the
-/// VRRP instances whose adverts XDP records, and the health checkers. One
-/// pure function computes it ([`compute`]); the daemon's one apply step
-/// makes the planes and the checkers match it.
+/// VRRP instances whose adverts XDP records, the VRRP setup (instances,
+/// VIPs, tracked scripts) and the health checkers. One pure function
+/// computes it ([`compute`]); the daemon's one apply step makes the VRRP
+/// manager, the checkers and the planes match it.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Desired {
     pub xdp: DesiredState,
@@ -59,6 +61,10 @@ pub struct Desired {
     pub vrrp_watches: Vec<VrrpWatch>,
     /// The real servers to health-check, and with what.
     pub check_targets: Vec<check::Target>,
+    /// What the VRRP manager runs; None before it first ran, and after a
+    /// reload asked it to re-read its part of the file (script users,
+    /// init_files) as keepalived does, changed or not.
+    pub vrrp: Option<vrrp::Setup>,
     /// What the configuration asks for that cannot be served now.
     pub skipped: Vec<Skipped>,
     /// Services below their quorum.
@@ -125,7 +131,7 @@ pub fn compute(i: &Inputs) -> Desired {
     let local_macs = if i.routing.xdp { local_macs(i.interfaces, i.master_vmacs) } else { BTreeMap::new() };
     let vrrp_watches = if i.routing.xdp { i.vrrp_watches.to_vec() } else { Vec::new() };
     let check_targets = check::targets_from_config(i.config);
-    Desired { xdp, ipvs, local_macs, vrrp_watches, check_targets, skipped, lost }
+    Desired { xdp, ipvs, local_macs, vrrp_watches, check_targets, vrrp: Some(vrrp::Setup::of(i.config)), skipped, lost }
 }
 
 /// The health map for `targets`: what is known of each kept, a new one as
@@ -372,6 +378,7 @@ virtual_server fwmark 7 {
             "{:?}",
             no_ipvs.skipped
         );
+        assert_eq!(both.vrrp, Some(vrrp::Setup::of(&config)), "what the VRRP manager runs");
         assert_eq!(compute_with(Kind::Xdp, true, true), both, "the same inputs give the same state");
     }
 

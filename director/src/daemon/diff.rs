@@ -1,20 +1,21 @@
 //! What a reload would change, in words: `directorctl reload --dry-run`.
-//! Pure: both sides are values (the running and the new configuration and
-//! their desired states), so the plan is exactly what the apply would do.
+//! Pure: both sides are desired states (what is applied, what the new file
+//! gives), so the plan is exactly what the apply would do.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::desired::Desired;
 use crate::{
-    config::{Config, VrrpInstance},
+    config::VrrpInstance,
     state::{RealSpec, ServiceSpec},
 };
 
 /// One line per change: `+` added, `-` removed, `~` changed.
-pub fn describe(old_config: &Config, old: &Desired, new_config: &Config, new: &Desired) -> Vec<String> {
+pub fn describe(old: &Desired, new: &Desired) -> Vec<String> {
+    let of = |d: &Desired| d.vrrp.as_ref().map_or(Vec::new(), |v| v.instances.clone());
     let mut out = Vec::new();
     services(old, new, &mut out);
-    instances(&old_config.instances, &new_config.instances, &mut out);
+    instances(&of(old), &of(new), &mut out);
     out
 }
 
@@ -119,13 +120,14 @@ mod tests {
         config::{LoadOptions, load_str},
         daemon::desired::{AdminOverrides, HealthMap, build},
         state::{DesiredState, NextHop},
+        vrrp,
     };
 
-    fn side(text: &str) -> (Config, Desired) {
+    fn side(text: &str) -> Desired {
         let config = load_str(text, "t.conf", &LoadOptions::default()).config;
         let (xdp, _, _) =
             build(config.virtual_servers.iter(), &AdminOverrides::new(), &HealthMap::new(), None, &|_| Some(NextHop::default()));
-        (config, Desired { xdp, ipvs: DesiredState::default(), ..Default::default() })
+        Desired { xdp, ipvs: DesiredState::default(), vrrp: Some(vrrp::Setup::of(&config)), ..Default::default() }
     }
 
     #[test]
@@ -149,10 +151,9 @@ mod tests {
             vrrp("10.0.0.1\n 10.0.0.5"),
             vs(" real_server 10.0.1.1 80 { weight 3 }\n real_server 10.0.1.3 80 { weight 1 }\n")
         );
-        let (oc, od) = side(&old);
-        let (nc, nd) = side(&new);
+        let (od, nd) = (side(&old), side(&new));
         assert_eq!(
-            describe(&oc, &od, &nc, &nd),
+            describe(&od, &nd),
             [
                 "- real server 10.0.1.2:80 in TCP 10.0.0.1:80",
                 "~ real server 10.0.1.1:80 in TCP 10.0.0.1:80: weight 1 -> 3",
@@ -163,6 +164,6 @@ mod tests {
                 "+ VIP 10.0.0.5/32 (VI_1)",
             ]
         );
-        assert_eq!(describe(&oc, &od, &oc, &od), ["= vrrp_instance VI_1 kept"]);
+        assert_eq!(describe(&od, &od), ["= vrrp_instance VI_1 kept"]);
     }
 }

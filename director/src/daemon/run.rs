@@ -132,7 +132,6 @@ impl Daemon {
             }
             Err(e) => warn!("{e}; starting without the saved administrative decisions"),
         }
-        daemon.apply_vrrp().await;
         daemon.refresh().await;
         Ok(daemon)
     }
@@ -158,8 +157,8 @@ impl Daemon {
                     let response = self.handle(cmd).await;
                     let _ = reply.send(response);
                 }
-                Some(t) = transitions.recv() => self.on_health(t),
-                Some(e) = vrrp_events.recv() => self.on_vrrp(e),
+                Some(t) = transitions.recv() => self.on_health(t).await,
+                Some(e) = vrrp_events.recv() => self.on_vrrp(e).await,
                 _ = hup.recv() => {
                     let _ = self.reload(false).await;
                 }
@@ -186,7 +185,7 @@ impl Daemon {
         match cmd {
             Command::Status => Response::Status { snapshot: Box::new(snapshot::build(self, true)) },
             Command::Connections => Response::Connections { entries: snapshot::connections(self) },
-            Command::RealServer { target, action } => self.admin_change(&target, action),
+            Command::RealServer { target, action } => self.admin_change(&target, action).await,
             Command::Reload { dry_run: false } => match self.reload(false).await {
                 Ok(warnings) => Response::Reloaded { generation: self.generation, warnings },
                 Err(message) => Response::Error { message },
@@ -231,7 +230,7 @@ impl Daemon {
         let attached = self.planes.attached_names();
         let gone: Vec<String> = attached.iter().filter(|a| !ifaces.contains(a)).cloned().collect();
         if dry_run {
-            let mut plan = diff::describe(&self.config, &self.applied, &loaded.config, &next);
+            let mut plan = diff::describe(&self.applied, &next);
             plan.extend(diff::interfaces(&attached, &ifaces));
             return Ok(plan);
         }
@@ -241,16 +240,16 @@ impl Daemon {
         };
         let old = std::mem::replace(&mut self.config, loaded.config);
         let old_admin = std::mem::replace(&mut self.admin, admin);
-        self.apply_vrrp().await;
-        if let Err(e) = self.reconcile() {
+        self.applied.vrrp = None;
+        if let Err(e) = self.reconcile().await {
             let message = format!("applying {} failed, the previous configuration is back: {e:#}", self.args.file.display());
             self.config = old;
             self.admin = old_admin;
             if let Err(e) = self.planes.detach(&added) {
                 error!("{e:#}");
             }
-            self.apply_vrrp().await;
-            if let Err(e) = self.reconcile() {
+            self.applied.vrrp = None;
+            if let Err(e) = self.reconcile().await {
                 error!("re-applying the previous configuration failed too: {e:#}");
             }
             return self.refuse(false, message);
@@ -282,7 +281,7 @@ impl Daemon {
         Err(message)
     }
 
-    fn admin_change(&mut self, target: &RealTarget, action: AdminAction) -> Response {
+    async fn admin_change(&mut self, target: &RealTarget, action: AdminAction) -> Response {
         let before = self.admin.clone();
         let mut changes = Vec::new();
         for vs in &self.config.virtual_servers {
@@ -320,10 +319,10 @@ impl Daemon {
             };
             return Response::Error { message };
         }
-        if let Err(e) = self.reconcile() {
+        if let Err(e) = self.reconcile().await {
             // Nothing claims a state the data plane does not have.
             self.admin = before;
-            if let Err(again) = self.reconcile() {
+            if let Err(again) = self.reconcile().await {
                 error!("re-applying the previous administrative state failed: {again:#}");
             }
             self.update_metrics();
@@ -354,14 +353,14 @@ impl Daemon {
             error!("{e} (retrying every {REFRESH:?})");
         }
         // A no-op unless next hops, the config, health or VRRP moved.
-        if let Err(e) = self.reconcile() {
+        if let Err(e) = self.reconcile().await {
             error!("applying the configuration failed: {e:#}");
         }
         self.update_metrics();
     }
 
     /// A checker decided a real server's fate (the check module logged why).
-    fn on_health(&mut self, t: Transition) {
+    async fn on_health(&mut self, t: Transition) {
         let key = (t.key.vs.clone(), t.key.rs);
         let Some(h) = self.health.get_mut(&key) else { return };
         let was = h.alive;
@@ -383,7 +382,7 @@ impl Daemon {
                 }
             }
         }
-        if let Err(e) = self.reconcile() {
+        if let Err(e) = self.reconcile().await {
             error!("applying a health change failed: {e:#}");
         }
         self.update_metrics();
@@ -408,15 +407,24 @@ impl Daemon {
         })
     }
 
-    /// The one apply step: computes the desired state and makes the health
-    /// checkers and every plane match it, touching only what differs. An
-    /// error leaves the planes' part of `applied` as it was, so the next
-    /// call tries again.
-    fn reconcile(&mut self) -> Result<()> {
+    /// The one apply step: computes the desired state and makes the VRRP
+    /// manager, the health checkers and every plane match it, touching only
+    /// what differs. An error leaves the planes' part of `applied` as it
+    /// was, so the next call tries again.
+    async fn reconcile(&mut self) -> Result<()> {
         let config = self.config.clone();
         let admin = self.admin.clone();
         let health = std::mem::take(&mut self.health);
         let mut want = self.compute(&config, &admin, &health);
+        // VRRP first: the instances it starts decide the VRRP watch list and
+        // the VMACs. Those that cannot start are retried on every refresh,
+        // and fail this apply (a reload is then rolled back).
+        let mut vrrp_errors = Vec::new();
+        if want.vrrp != self.applied.vrrp {
+            vrrp_errors = self.vrrp.apply(&config).await;
+            self.applied.vrrp = want.vrrp.clone();
+            want = self.compute(&config, &admin, &health);
+        }
         // New targets enter the health input as their checkers start.
         let seeded =
             (want.check_targets != self.applied.check_targets).then(|| desired::seed_health(&want.check_targets, &health));
@@ -464,6 +472,10 @@ impl Daemon {
         let lost = want.lost.clone();
         self.applied = want;
         self.track_quorum(lost);
+        if !vrrp_errors.is_empty() {
+            let lines: Vec<String> = vrrp_errors.iter().map(|e| format!("{e} (retrying every {REFRESH:?})")).collect();
+            anyhow::bail!("{}", lines.join("\n"));
+        }
         Ok(())
     }
 
@@ -507,20 +519,12 @@ impl Daemon {
         self.quorum_lost = Some(lost);
     }
 
-    /// Starts, restarts and stops VRRP instances to match the configuration;
-    /// tracking follows it, keeping the state of what did not change.
-    async fn apply_vrrp(&mut self) {
-        for e in self.vrrp.apply(&self.config).await {
-            error!("{e} (retrying every {REFRESH:?})");
-        }
-    }
-
     /// A VRRP instance changed state: its sync group follows, and the
     /// instance's and group's alerts go out.
-    fn on_vrrp(&mut self, report: vrrp::Report) {
+    async fn on_vrrp(&mut self, report: vrrp::Report) {
         let vrrp::Report { event: e, group } = report;
         if e.from != e.to
-            && let Err(err) = self.reconcile()
+            && let Err(err) = self.reconcile().await
         {
             error!("applying a VRRP change failed: {err:#}");
         }

@@ -28,7 +28,7 @@ use super::{
     witness::{VrrpWatch, Witness},
 };
 use crate::{
-    config::{Config, GlobalDefs, VrrpInstance, VrrpSyncGroup},
+    config::{Config, GlobalDefs, TrackFile, VrrpInstance, VrrpScript, VrrpSyncGroup},
     status::VrrpView,
 };
 
@@ -60,6 +60,30 @@ type Running = Arc<Mutex<BTreeMap<String, Published>>>;
 struct Published {
     spec: Spec,
     status: Arc<Mutex<VrrpView>>,
+}
+
+/// Every part of a configuration VRRP runs from: instances, sync groups,
+/// what they track, and the globals they read. The daemon's desired state
+/// holds it, so that [`Vrrp::apply`] runs exactly when it changed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Setup {
+    pub global: GlobalDefs,
+    pub vrrp_scripts: Vec<VrrpScript>,
+    pub track_files: Vec<TrackFile>,
+    pub sync_groups: Vec<VrrpSyncGroup>,
+    pub instances: Vec<VrrpInstance>,
+}
+
+impl Setup {
+    pub fn of(config: &Config) -> Setup {
+        Setup {
+            global: config.global.clone(),
+            vrrp_scripts: config.vrrp_scripts.clone(),
+            track_files: config.track_files.clone(),
+            sync_groups: config.sync_groups.clone(),
+            instances: config.instances.clone(),
+        }
+    }
 }
 
 /// The part of the configuration VRRP runs from.

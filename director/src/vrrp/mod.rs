@@ -46,5 +46,5 @@ pub mod witness;
 
 pub use event::Event;
 pub use fsm::{Action, Fsm, FsmConfig, Input, State, effective_priority};
-pub use manager::{Report, Vrrp};
+pub use manager::{Report, Setup, Vrrp};
 pub use packet::{Advert, Auth, DecodeError, InstanceParams, Reject, RxMeta, Version};
