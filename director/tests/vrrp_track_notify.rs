@@ -105,6 +105,14 @@ async fn scripts_weights_and_a_hanging_script_hitting_its_timeout() {
     assert!(!marker.exists(), "the hanging script survived its timeout");
 }
 
+/// A new value, whole: written beside the file and renamed over it, so a
+/// poll never reads the empty file a plain write leaves for a moment.
+fn replace(path: &std::path::Path, text: &str) {
+    let tmp = path.with_extension("new");
+    std::fs::write(&tmp, text).unwrap();
+    std::fs::rename(&tmp, path).unwrap();
+}
+
 #[tokio::test]
 async fn track_file_value_times_weight_and_fault_on_weight_zero() {
     let dir = tempfile::tempdir().unwrap();
@@ -137,21 +145,21 @@ async fn track_file_value_times_weight_and_fault_on_weight_zero() {
             .priority,
         Some(100)
     );
-    std::fs::write(&f, "-3\n").unwrap();
+    replace(&f, "-3\n");
     assert_eq!(
         next_for(&mut rx, "A", Duration::from_secs(4))
             .await
             .priority,
         Some(85)
     );
-    std::fs::write(&z, "1\n").unwrap();
+    replace(&z, "1\n");
     assert_eq!(
         next_for(&mut rx, "B", Duration::from_secs(4))
             .await
             .priority,
         None
     );
-    std::fs::write(&z, "0\n").unwrap();
+    replace(&z, "0\n");
     assert_eq!(
         next_for(&mut rx, "B", Duration::from_secs(4))
             .await
