@@ -481,6 +481,34 @@ fn a_port_zero_service_takes_every_port_of_its_vip() -> Result<()> {
     Ok(())
 }
 
+/// Real servers moving from one service to another near the limit: the
+/// apply must spend ids in the order `check` replayed (the configuration's),
+/// or it runs out half-way through a state `check` passed. Here the
+/// service listed first (10.0.0.201) gives up 1,000 servers and the one
+/// after it, which sorts first by address (10.0.0.200), takes 900 more,
+/// with 384 ids free.
+#[test]
+fn servers_moving_between_services_near_the_limit_apply_as_checked() -> Result<()> {
+    use director_common::lb::MAX_REALS;
+    let reals = |net: u8, n: u32| -> Vec<RealSpec> {
+        (0..n).map(|i| real(&format!("10.{net}.{}.{}", i / 250, i % 250 + 1), 80, 1, Method::Dr)).collect()
+    };
+    let state = |b: u32, a: u32| DesiredState {
+        services: vec![
+            svc("10.0.0.201", 80, Proto::Tcp, "wrr", reals(61, b)),
+            svc("10.0.0.200", 80, Proto::Tcp, "wrr", reals(60, a)),
+        ],
+    };
+    let half = (MAX_REALS - 384) / 2;
+    let mut prog = load(&state(half, half))?;
+    let next = state(half - 1000, half + 900);
+    prog.check(&next)?;
+    prog.apply(&next).map_err(|e| anyhow::anyhow!("check passed, the apply failed: {e}"))?;
+    let (usage, _) = prog.usage();
+    assert_eq!(usage.reals, u64::from(2 * half - 100));
+    Ok(())
+}
+
 #[test]
 fn removing_a_service_makes_its_vip_traffic_pass_again() -> Result<()> {
     let mut state = desired();

@@ -63,6 +63,14 @@ struct AppliedService {
     sorry: Option<(IpAddr, u16, Real)>,
 }
 
+impl AppliedService {
+    /// Its ring's block of the pool (base, size); None before it has one
+    /// (an add the kernel refused part of).
+    fn ring_block(&self) -> Option<(u32, u32)> {
+        (!self.ids.table.is_empty()).then(|| (self.ids.ring_base, self.ids.table.len() as u32))
+    }
+}
+
 impl Applied {
     pub(super) fn new(ring_slots: u32, fixed_ring: Option<u32>) -> Self {
         Applied {
@@ -157,7 +165,9 @@ impl Applied {
             self.remove_service(maps, &addr)?;
             report.services_removed += 1;
         }
-        for spec in wanted.values() {
+        // In the order `check` replayed: which ids and blocks are free
+        // when depends on it.
+        for spec in &desired.services {
             let (slots, changed) = self.upsert_service(maps, spec)?;
             report.slots_written += slots;
             match changed {
@@ -212,7 +222,9 @@ impl Applied {
             if !seen.contains(addr) {
                 ids += 1;
                 reals += (svc.reals.len() + svc.sorry.iter().count()) as i64;
-                pool.free(svc.ids.ring_base, svc.ids.table.len() as u32);
+                if let Some((base, size)) = svc.ring_block() {
+                    pool.free(base, size);
+                }
             }
         }
         for spec in &desired.services {
@@ -229,8 +241,8 @@ impl Applied {
                     let used = pool.used();
                     return Err(over(Limit::RingSlots, format!("service {}: no free block for a ring of {size} ({used} in use)", spec.addr)));
                 }
-                if let Some(o) = old {
-                    pool.free(o.ids.ring_base, o.ids.table.len() as u32);
+                if let Some((base, size)) = old.and_then(AppliedService::ring_block) {
+                    pool.free(base, size);
                 }
             }
             let keep = |k: &(IpAddr, u16)| old.is_some_and(|o| o.reals.contains_key(k));
@@ -272,6 +284,32 @@ impl Applied {
             }
         };
 
+        // Kept whatever happens: a write the kernel refused is retried by
+        // the next apply, and what the service holds is never lost track of.
+        let written = self.write_parts(maps, spec, plan, ring_size, added, &mut svc);
+        self.services.insert(spec.addr, svc);
+        let (slots, dirty) = written?;
+        let change = if added {
+            Change::Added
+        } else if dirty || slots > 0 {
+            Change::Changed
+        } else {
+            Change::None
+        };
+        Ok((slots, change))
+    }
+
+    /// Writes one service's parts, in an order no packet can see half of.
+    /// Returns the ring slots written and whether anything changed.
+    fn write_parts(
+        &mut self,
+        maps: &mut Maps,
+        spec: &ServiceSpec,
+        plan: sched::Plan,
+        ring_size: u32,
+        added: bool,
+        svc: &mut AppliedService,
+    ) -> Result<(usize, bool), XdpError> {
         // 1. Real-server entries, before any slot can point at them.
         let mut dirty = false;
         let mut keep = BTreeSet::new();
@@ -331,9 +369,7 @@ impl Applied {
         let mut old_block = None;
         if fresh {
             let base = self.pool.alloc(ring_size).ok_or_else(|| invalid(format!("no free ring block of {ring_size} slots")))?;
-            if !added {
-                old_block = Some((svc.ids.ring_base, svc.ids.table.len() as u32));
-            }
+            old_block = svc.ring_block();
             svc.ids.ring_base = base;
             svc.ids.table = vec![NO_REAL; ring_size as usize];
         }
@@ -377,15 +413,7 @@ impl Applied {
         for id in retire {
             self.retire_real(maps, id)?;
         }
-        self.services.insert(spec.addr, svc);
-        let change = if added {
-            Change::Added
-        } else if dirty || slots > 0 {
-            Change::Changed
-        } else {
-            Change::None
-        };
-        Ok((slots, change))
+        Ok((slots, dirty))
     }
 
     fn remove_service(&mut self, maps: &mut Maps, addr: &ServiceAddr) -> Result<(), XdpError> {
@@ -396,7 +424,9 @@ impl Applied {
         for id in svc.ids.reals.values().copied().chain(svc.ids.sorry) {
             self.retire_real(maps, id)?;
         }
-        self.pool.free(svc.ids.ring_base, svc.ids.table.len() as u32);
+        if let Some((base, size)) = svc.ring_block() {
+            self.pool.free(base, size);
+        }
         self.free_ids.push_back(svc.ids.ring);
         Ok(())
     }
