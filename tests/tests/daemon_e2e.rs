@@ -572,11 +572,19 @@ fn reload_all_or_nothing_in(lab: &Lab) -> Result<()> {
     ensure!(reloads(&status)? == "0 ok, 2 failed", "{status}");
     ensure!(status.contains("xdp limits    services 1/1024"), "status should show the limits: {status}");
 
-    fs::write(&lab.conf, config(VRID, [3, 1, 1]))?;
+    // A weight change, and a real server on an address the running
+    // configuration never resolved: the plan has both.
+    lab.dir.ip(&["neigh", "add", "10.81.0.40", "lladdr", "02:00:00:00:00:40", "dev", "eth0", "nud", "permanent"])?;
+    let mut text = config(VRID, [3, 1, 1]);
+    text.truncate(text.rfind('}').context("config ends with }")?);
+    text.push_str("    real_server 10.81.0.40 80 {\n        weight 0\n    }\n}\n");
+    fs::write(&lab.conf, text)?;
     let out = lab.daemon.ctl(&["reload", "--dry-run"])?;
     ensure!(out.code == Some(0), "reload --dry-run: {out}");
     let want = format!("~ real server {}:80 in TCP {VIP}:80: weight 1 -> 3", RS_IPS[0]);
     ensure!(out.stdout.contains(&want) && out.stdout.contains("= vrrp_instance VI_1 kept"), "the plan should say {want:?}: {out}");
+    let added = format!("+ real server 10.81.0.40:80 in TCP {VIP}:80: weight 0");
+    ensure!(out.stdout.contains(&added), "the plan should say {added:?}: {out}");
     ensure!(lab.list()?.get(&format!("{}:80", RS_IPS[0])).map(|r| r.weight) == Some(1), "a dry run changed the weight");
     ensure!(generation_of(&lab.status()?)? == generation, "a dry run moved the generation");
     Ok(())

@@ -216,6 +216,16 @@ impl Daemon {
         }
         let mut admin = self.admin.clone();
         state_file::prune(&mut admin, &loaded.config);
+        // The new file's real servers are checked and planned with their
+        // next hops. The old ones stay: the running configuration still
+        // needs them should this reload be refused, and refresh prunes.
+        let new: Vec<IpAddr> = hop_targets(&loaded.config).into_iter().filter(|ip| !self.hops.contains_key(ip)).collect();
+        if !new.is_empty() {
+            match self.resolver.resolve(&new).await {
+                Ok(hops) => self.hops.extend(hops),
+                Err(e) => warn!("resolving next hops: {e}"),
+            }
+        }
         let health = self.health.clone();
         let next = self.compute(&loaded.config, &admin, &health);
         if let Some(x) = &self.planes.xdp
@@ -338,13 +348,7 @@ impl Daemon {
 
     /// Re-resolves next hops and applies when anything changed.
     async fn refresh(&mut self) {
-        let targets: BTreeSet<IpAddr> = self
-            .config
-            .virtual_servers
-            .iter()
-            .flat_map(|vs| vs.real_servers.iter().map(|r| r.ip).chain(vs.sorry_server.as_ref().map(|s| s.ip)))
-            .collect();
-        match self.resolver.resolve(&targets.into_iter().collect::<Vec<_>>()).await {
+        match self.resolver.resolve(&hop_targets(&self.config)).await {
             Ok(hops) => self.hops = hops,
             Err(e) => warn!("resolving next hops: {e}"),
         }
@@ -408,9 +412,9 @@ impl Daemon {
     }
 
     /// The one apply step: computes the desired state and makes the VRRP
-    /// manager, the health checkers and every plane match it, touching only
-    /// what differs. An error leaves the planes' part of `applied` as it
-    /// was, so the next call tries again.
+    /// manager, every plane and the health checkers match it, touching only
+    /// what differs. An error leaves the planes' and the checkers' part of
+    /// `applied` as it was, so the next call tries again.
     async fn reconcile(&mut self) -> Result<()> {
         let config = self.config.clone();
         let admin = self.admin.clone();
@@ -425,21 +429,13 @@ impl Daemon {
             self.applied.vrrp = want.vrrp.clone();
             want = self.compute(&config, &admin, &health);
         }
-        // New targets enter the health input as their checkers start.
+        // New targets enter the health input as their checkers will start.
         let seeded =
             (want.check_targets != self.applied.check_targets).then(|| desired::seed_health(&want.check_targets, &health));
         if let Some(h) = &seeded {
             want = self.compute(&config, &admin, h);
         }
         self.health = health;
-        if let Some(h) = seeded {
-            // The checkers first: they cannot fail, and must run whatever
-            // a data plane says (a failed reload's rollback retargets
-            // them). Unchanged targets keep their state.
-            self.health = h;
-            self.checks.set_targets(want.check_targets.clone());
-            self.applied.check_targets = want.check_targets.clone();
-        }
         let was: BTreeSet<String> = self.applied.skipped.iter().map(|s| format!("{}: {}", s.what, s.why)).collect();
         for s in &want.skipped {
             let line = format!("{}: {}", s.what, s.why);
@@ -468,6 +464,13 @@ impl Daemon {
                 slots = report.slots_written,
                 "data plane updated"
             );
+        }
+        if let Some(h) = seeded {
+            // Only once the planes took it: a failed reload leaves the
+            // checkers and what they know as they were. Unchanged targets
+            // keep their state.
+            self.health = h;
+            self.checks.set_targets(want.check_targets.clone());
         }
         let lost = want.lost.clone();
         self.applied = want;
@@ -558,6 +561,16 @@ impl Daemon {
     }
 }
 
+
+/// Every address the configuration needs a next hop for.
+fn hop_targets(config: &Config) -> Vec<IpAddr> {
+    let all: BTreeSet<IpAddr> = config
+        .virtual_servers
+        .iter()
+        .flat_map(|vs| vs.real_servers.iter().map(|r| r.ip).chain(vs.sorry_server.as_ref().map(|s| s.ip)))
+        .collect();
+    all.into_iter().collect()
+}
 
 /// Runs a notify_up/notify_down/quorum script as its user (see
 /// `check::misc::spawn_detached`) without waiting for it, as keepalived.
