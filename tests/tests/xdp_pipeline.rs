@@ -306,6 +306,52 @@ fn a_daemon_of_a_newer_map_layout_takes_over_the_link_an_older_one_pinned() -> R
     Ok(())
 }
 
+/// An older layout's link on an interface the new daemon does not attach
+/// to would go on forwarding from maps no daemon updates: the daemon's
+/// start-up finds it among the pinned interfaces and detaches it, and the
+/// older layout's pins go with its last link.
+#[test]
+fn a_link_an_older_layout_left_on_an_unnamed_interface_is_detached() -> Result<()> {
+    let (dir, _peer) = pair("stale", 4)?;
+    dir.ip(&["link", "add", "eth1", "type", "veth", "peer", "name", "eth1p"])?;
+    for dev in ["eth1", "eth1p"] {
+        dir.ip(&["link", "set", dev, "up"])?;
+    }
+    let pins = Pins(PathBuf::from(format!("/sys/fs/bpf/director-test-stale-{}", std::process::id())));
+    let old = pins.0.join("v1");
+    std::fs::create_dir_all(&old)?;
+    let netns = std::fs::metadata("/proc/self/ns/net")?.ino();
+    dir.enter(|| -> Result<()> {
+        let mut ebpf = Ebpf::load(PROGRAM_OBJECT)?;
+        ebpf.map("STATS").context("STATS")?.pin(old.join("STATS"))?;
+        let prog: &mut Xdp = ebpf.program_mut("director_xdp").context("program")?.try_into()?;
+        prog.load()?;
+        for iface in ["eth0", "eth1"] {
+            let id = prog.attach(iface, XdpMode::Driver)?;
+            FdLink::try_from(prog.take_link(id)?)?.pin(old.join(format!("link-native-{netns}-{iface}")))?;
+        }
+        Ok(())
+    })??;
+    let xdp_on = |dev: &str| -> Result<bool> { Ok(dir.ip(&["link", "show", "dev", dev])?.contains("prog/xdp")) };
+    assert!(xdp_on("eth1")?, "the older daemon's program is on eth1");
+
+    let (prog, stale) = dir.enter(|| -> Result<_> {
+        let mut prog = XdpProgram::load_with(LoadOptions { pin_dir: Some(pins.0.clone()), ..Default::default() })?;
+        prog.attach("eth0")?;
+        let stale = prog.pinned_interfaces().into_iter().filter(|i| i != "eth0").collect::<Vec<_>>();
+        for iface in &stale {
+            prog.detach(iface)?;
+        }
+        Ok((prog, stale))
+    })??;
+    assert_eq!(stale, ["eth1"], "eth1's link is found under the older layout");
+    assert!(!xdp_on("eth1")?, "the older layout's program still forwards on eth1");
+    assert!(xdp_on("eth0")?, "eth0 keeps the new program");
+    assert!(!old.exists(), "the older layout's pins are retired with its last link");
+    drop(prog);
+    Ok(())
+}
+
 /// keepalived (VRRP only, in the foreground) in a namespace, with its
 /// files in `dir`; killed with its VRRP child, and `dir` removed, on drop.
 struct Keepalived(std::process::Child, PathBuf);

@@ -269,26 +269,32 @@ impl XdpProgram {
         if let Some(id) = self.held.remove(iface) {
             xdp_mut(&mut self.ebpf)?.detach(id)?;
         }
-        if let Some(dir) = &self.pins {
+        let Some(dir) = &self.pins else { return Ok(()) };
+        // Under any layout: an older daemon's link forwards from its maps.
+        for layout in layouts(dir.parent().unwrap_or(dir)) {
             for mode in [AttachMode::Native, AttachMode::Skb] {
-                let path = dir.join(link_name(mode, iface));
+                let path = layout.join(link_name(mode, iface));
                 if path.exists() {
                     let link = PinnedLink::from_pin(&path).map_err(|e| pin_err(&path, e))?;
                     drop(link.unpin().map_err(|e| pin_err(&path, e))?);
                 }
             }
+            if &layout != dir {
+                retire_if_unlinked(&layout)?;
+            }
         }
         Ok(())
     }
 
-    /// The interfaces of this network namespace with a pinned link under
-    /// this layout: what a previous daemon attached.
+    /// The interfaces of this network namespace with a pinned link, under
+    /// any map layout: what previous daemons attached.
     pub fn pinned_interfaces(&self) -> Vec<String> {
         let Some(dir) = &self.pins else { return Vec::new() };
-        let Ok(entries) = fs::read_dir(dir) else { return Vec::new() };
         let ours = format!("-{}-", netns_id());
-        let mut names: Vec<String> = entries
-            .flatten()
+        let mut names: Vec<String> = layouts(dir.parent().unwrap_or(dir))
+            .iter()
+            .filter_map(|layout| fs::read_dir(layout).ok())
+            .flat_map(|entries| entries.flatten())
             .filter_map(|e| {
                 let name = e.file_name().to_string_lossy().into_owned();
                 let rest = name.strip_prefix("link-")?;
