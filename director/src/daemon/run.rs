@@ -130,7 +130,11 @@ impl Daemon {
                     daemon.save_admin();
                 }
             }
-            Err(e) => warn!("{e}; starting without the saved administrative decisions"),
+            Err(e) => match state_file::set_aside(&daemon.state_file) {
+                // Kept for the operator: the next save would overwrite it.
+                Some(kept) => warn!("{e}; starting without the saved administrative decisions (the file is kept as {})", kept.display()),
+                None => warn!("{e}; starting without the saved administrative decisions"),
+            },
         }
         daemon.refresh().await;
         Ok(daemon)

@@ -69,6 +69,13 @@ pub fn save(path: &Path, admin: &AdminOverrides) -> Result<(), StateFileError> {
     std::fs::rename(&tmp, path).map_err(io)
 }
 
+/// Renames a file that would not load to `<name>.bad`, so that saving
+/// does not destroy what it held; where it went, if it could be moved.
+pub fn set_aside(path: &Path) -> Option<PathBuf> {
+    let to = path.with_extension("json.bad");
+    std::fs::rename(path, &to).ok().map(|()| to)
+}
+
 /// Drops the decisions about real servers the configuration no longer
 /// has; returns how many went.
 pub fn prune(admin: &mut AdminOverrides, config: &Config) -> usize {
@@ -107,6 +114,9 @@ mod tests {
         std::fs::write(&path, "{ not json").unwrap();
         let e = load(&path).unwrap_err().to_string();
         assert!(e.starts_with(&format!("{}: not a director state file", path.display())), "{e}");
+        let kept = set_aside(&path).unwrap();
+        assert_eq!(std::fs::read_to_string(&kept).unwrap(), "{ not json", "what it held is kept");
+        assert!(load(&path).unwrap().is_empty(), "and a fresh start follows");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
