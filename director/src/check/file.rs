@@ -2,6 +2,9 @@
 //! 2.2.7 (track_file.c, check_file.c):
 //! - the file is read as C `strtol(buf, NULL, 0)`: leading blanks, a sign,
 //!   `0x` hex or `0` octal; no digits, an empty or a missing file read 0;
+//! - only a regular file is read, never through a symbolic link, and only
+//!   its first 127 bytes ([`read_head`], off the daemon's thread): a link,
+//!   a FIFO, a device or a directory fails the check and says which;
 //! - weight 0: a non-zero value is down, 0 is up (`reverse` swaps them);
 //! - weight W: the result is `value * W` (negated with `reverse`); at or
 //!   below -2147483648 the checker is down, else up, and with `dynamic`
@@ -10,11 +13,21 @@
 //! keepalived ignores a number out of the 32-bit range (keeps the previous
 //! state); a check run has no memory, so here it is a failure that names it.
 
+use std::io::Read;
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+
 use super::state::CheckResult;
 use crate::config::FileCheck;
 
-/// The value of a track file's content, as C `strtol(s, NULL, 0)` reads it.
-/// None when the number does not fit in an i64 (strtol's ERANGE).
+/// The most of a track file that is read: keepalived reads one integer
+/// into a 128-byte buffer.
+pub const MAX_READ: u64 = 127;
+
+/// The value of a track file's content, as C `strtol(s, NULL, 0)` reads it
+/// (leading C blanks, a sign, `0x` hex or `0` octal, digits up to the first
+/// non-digit; no digits is 0). `None` for a value outside keepalived's range
+/// -2147483648..=2147483648 (strtol's ERANGE included). Shared by FILE_CHECK
+/// and VRRP's `track_file`.
 pub fn parse_value(s: &str) -> Option<i64> {
     let s = s.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
     let (neg, s) = match s.as_bytes().first() {
@@ -38,14 +51,49 @@ pub fn parse_value(s: &str) -> Option<i64> {
         return Some(0);
     }
     let v = i128::from_str_radix(&digits[..end], radix).ok()?;
-    i64::try_from(if neg { -v } else { v }).ok()
+    let v = if neg { -v } else { v };
+    (i128::from(i32::MIN)..=i128::from(i32::MAX) + 1)
+        .contains(&v)
+        .then_some(v as i64)
+}
+
+/// The first [`MAX_READ`] bytes of a regular file, for FILE_CHECK and
+/// VRRP's `track_file` alike. A symbolic link is not followed and anything
+/// but a regular file is refused: whoever can swap the file for a link, a
+/// FIFO or a device must not choose what is read, nor make the read hang
+/// (`/dev/zero` never ends, a FIFO without a writer blocks). Blocking: call
+/// it off any thread that keeps timers.
+pub fn read_head(path: &str) -> std::io::Result<String> {
+    // O_NONBLOCK: opening a FIFO does not wait for a writer; O_NOCTTY: a
+    // terminal opened by mistake does not become ours.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW | libc::O_NOCTTY)
+        .open(path)
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => std::io::Error::other("a symbolic link, not followed"),
+            _ => e,
+        })?;
+    let kind = f.metadata()?.file_type();
+    if !kind.is_file() {
+        let what = if kind.is_dir() {
+            "a directory"
+        } else if kind.is_fifo() {
+            "a FIFO"
+        } else if kind.is_socket() {
+            "a socket"
+        } else {
+            "a device"
+        };
+        return Err(std::io::Error::other(format!("not a regular file ({what})")));
+    }
+    let mut buf = Vec::with_capacity(MAX_READ as usize + 1);
+    f.take(MAX_READ).read_to_end(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 /// The result of a FILE_CHECK that read `value`.
 pub fn judge(f: &FileCheck, value: i64) -> CheckResult {
-    if value < i64::from(i32::MIN) || value > i64::from(i32::MAX) + 1 {
-        return CheckResult::fail(format!("value {value} is out of range"));
-    }
     let weight = f.weight.unwrap_or(1);
     if weight == 0 {
         return if (value != 0) != f.reverse {
@@ -72,20 +120,27 @@ pub fn judge(f: &FileCheck, value: i64) -> CheckResult {
     }
 }
 
-/// Runs one FILE_CHECK.
+/// Runs one FILE_CHECK; the file is read on tokio's blocking pool, never on
+/// the daemon's thread.
 pub async fn check(f: &FileCheck) -> CheckResult {
     let Some(path) = &f.file else {
         return CheckResult::fail(format!("track_file {} is not defined", f.track_file));
     };
-    let value = match tokio::fs::read(path).await {
-        // keepalived reads at most 127 bytes.
-        Ok(b) => parse_value(&String::from_utf8_lossy(&b[..b.len().min(127)])),
+    let p = path.clone();
+    let read = match tokio::task::spawn_blocking(move || read_head(&p)).await {
+        Ok(r) => r,
+        Err(e) => return CheckResult::fail(format!("{path}: the read failed: {e}")),
+    };
+    let value = match read {
+        Ok(text) => parse_value(&text),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(0),
         Err(e) => return CheckResult::fail(format!("{path}: {e}")),
     };
     match value {
         Some(v) => judge(f, v),
-        None => CheckResult::fail(format!("{path}: the number does not fit in 64 bits")),
+        None => CheckResult::fail(format!(
+            "{path}: the number is out of range -2147483648..=2147483648"
+        )),
     }
 }
 
@@ -122,6 +177,11 @@ mod tests {
             assert_eq!(parse_value(s), Some(v), "{s:?}");
         }
         assert_eq!(parse_value("99999999999999999999"), None);
+        // keepalived's range, both ends included.
+        assert_eq!(parse_value("2147483648"), Some(2147483648));
+        assert_eq!(parse_value("-2147483648"), Some(-2147483648));
+        assert_eq!(parse_value("2147483649"), None);
+        assert_eq!(parse_value("-2147483649"), None);
     }
 
     #[test]
@@ -143,7 +203,6 @@ mod tests {
         assert!(judge(&fc(1, false, false), -5).is_ok());
         assert!(!judge(&fc(1, false, false), i64::from(i32::MIN)).is_ok());
         assert!(!judge(&fc(2, true, false), 1 << 30).is_ok());
-        assert!(!judge(&fc(1, false, false), i64::from(i32::MAX) + 2).is_ok());
     }
 
     #[test]
@@ -161,5 +220,67 @@ mod tests {
             CheckResult::Ok { weight: Some(0) }
         );
         assert_eq!(judge(&fc(1, false, false), 3), CheckResult::ok());
+    }
+
+    fn at(path: &std::path::Path) -> FileCheck {
+        FileCheck {
+            file: Some(path.to_str().unwrap().into()),
+            ..fc(0, false, false)
+        }
+    }
+
+    /// What a FILE_CHECK says: its failure reason, "up", or "still running"
+    /// when it did not finish within 2 s (then the test fails instead of
+    /// hanging: a reader stuck on a FIFO is let go by opening the FIFO for
+    /// writing, so the runtime can shut down).
+    async fn outcome(f: &FileCheck) -> String {
+        let path = f.file.clone().unwrap();
+        match tokio::time::timeout(std::time::Duration::from_secs(2), check(f)).await {
+            Ok(CheckResult::Fail { reason }) => reason,
+            Ok(CheckResult::Ok { .. }) => "up".into(),
+            Err(_) => {
+                let _ = std::fs::OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NONBLOCK)
+                    .open(&path);
+                "still running after 2 s".into()
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn hostile_track_files_fail_at_once_and_say_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |n: &str| dir.path().join(n);
+        std::fs::write(p("value"), "0\n").unwrap();
+        assert_eq!(outcome(&at(&p("value"))).await, "up");
+        // A link to a file that reads up: not followed.
+        std::os::unix::fs::symlink(p("value"), p("link")).unwrap();
+        let fifo = std::ffi::CString::new(p("fifo").to_str().unwrap()).unwrap();
+        // SAFETY: a valid C string; mkfifo(3) only creates the node.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        std::fs::create_dir(p("dir")).unwrap();
+        let (mut got, mut want) = (vec![], vec![]);
+        for (path, says) in [
+            (p("link"), "a symbolic link, not followed"),
+            (p("fifo"), "not a regular file (a FIFO)"),
+            (p("dir"), "not a regular file (a directory)"),
+            ("/dev/zero".into(), "not a regular file (a device)"),
+        ] {
+            got.push(outcome(&at(&path)).await);
+            want.push(format!("{}: {says}", path.display()));
+        }
+        assert_eq!(got, want);
+    }
+
+    #[tokio::test]
+    async fn a_huge_track_file_is_read_only_at_its_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge");
+        let f = std::fs::File::create(&path).unwrap();
+        std::io::Write::write_all(&mut &f, b"1\n").unwrap();
+        // 64 GiB, sparse: reading it whole would exhaust memory.
+        f.set_len(64 << 30).unwrap();
+        assert_eq!(outcome(&at(&path)).await, "value 1, expected 0");
     }
 }

@@ -40,6 +40,7 @@ use tracing::{info, warn};
 
 use super::fsm::{Input, PRIORITY_OWNER, clamp_priority};
 use super::notify::script_ids;
+use crate::check::file::{parse_value, read_head};
 use crate::check::misc::{ScriptOutcome, run_script};
 use crate::config::{Config, Script, TrackFile, Tracked, VrrpScript};
 
@@ -410,37 +411,6 @@ impl ScriptCounter {
         }
         self.state != before
     }
-}
-
-/// `strtol(buf, NULL, 0)` as keepalived reads a track file: leading blanks,
-/// a sign, 0x / 0 prefixes, digits up to the first non-digit; no digits is
-/// 0. `None` for a value out of keepalived's range (the read is ignored).
-pub fn parse_track_value(s: &str) -> Option<i64> {
-    let s = s.trim_start();
-    let (neg, s) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    let (radix, digits) = if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
-        (16, h)
-    } else if s.len() > 1 && s.starts_with('0') {
-        (8, &s[1..])
-    } else {
-        (10, s)
-    };
-    let end = digits
-        .find(|c: char| !c.is_digit(radix))
-        .unwrap_or(digits.len());
-    let v = if end == 0 {
-        0
-    } else {
-        i64::from_str_radix(&digits[..end], radix).ok()?
-    };
-    let v = if neg { -v } else { v };
-    (i64::from(i32::MIN)..=i64::from(i32::MAX) + 1)
-        .contains(&v)
-        .then_some(v)
 }
 
 /// Sent whenever an instance's tracking verdict changes (and once at start,
@@ -947,7 +917,7 @@ async fn read_files(
         let mut errors = HashMap::new();
         for (name, path) in &files {
             let v = match read_head(path) {
-                Ok(text) => parse_track_value(&text).unwrap_or_else(|| {
+                Ok(text) => parse_value(&text).unwrap_or_else(|| {
                     errors.insert(name.clone(), format!("{path}: invalid number {:?}; ignored", text.trim()));
                     last.get(name).copied().unwrap_or(0)
                 }),
@@ -963,40 +933,6 @@ async fn read_files(
     })
     .await
     .unwrap_or(fallback)
-}
-
-/// The first 127 bytes of a regular file (keepalived reads no more). A
-/// symbolic link is not followed and anything else is refused: whoever can
-/// swap the file for a link, a FIFO or a device must not choose what is
-/// read, nor make the read hang.
-fn read_head(path: &str) -> std::io::Result<String> {
-    use std::io::Read;
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-    // O_NONBLOCK: opening a FIFO does not wait for a writer.
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| match e.raw_os_error() {
-            Some(libc::ELOOP) => std::io::Error::other("a symbolic link, not followed"),
-            _ => e,
-        })?;
-    let kind = f.metadata()?.file_type();
-    if !kind.is_file() {
-        let what = if kind.is_dir() {
-            "a directory"
-        } else if kind.is_fifo() {
-            "a FIFO"
-        } else if kind.is_socket() {
-            "a socket"
-        } else {
-            "a device"
-        };
-        return Err(std::io::Error::other(format!("not a regular file ({what})")));
-    }
-    let mut buf = Vec::with_capacity(128);
-    f.take(127).read_to_end(&mut buf)?;
-    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 #[cfg(test)]
@@ -1244,26 +1180,6 @@ mod tests {
         assert_eq!(c.state(), Some(false));
     }
 
-    #[test]
-    fn strtol_like_values() {
-        for (s, v) in [
-            ("42\n", Some(42)),
-            ("  -7 ", Some(-7)),
-            ("0x10", Some(16)),
-            ("010", Some(8)),
-            ("", Some(0)),
-            ("abc", Some(0)),
-            ("12abc", Some(12)),
-            ("+3", Some(3)),
-            ("0", Some(0)),
-            ("2147483648", Some(2147483648)),
-            ("2147483649", None),
-            ("-2147483649", None),
-        ] {
-            assert_eq!(parse_track_value(s), v, "{s:?}");
-        }
-    }
-
     fn cfg(text: &str) -> Config {
         let l = crate::config::load_str(text, "t.conf", &Default::default());
         assert!(!l.has_errors(), "{:?}", l.diagnostics);
@@ -1478,26 +1394,16 @@ vrrp_sync_group G {
     }
 
     #[tokio::test]
-    async fn a_track_file_is_read_only_as_a_regular_file_not_through_a_link() {
+    async fn a_refused_track_file_reads_0_and_says_why() {
         let dir = tempfile::tempdir().unwrap();
         let path = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
         std::fs::write(path("value"), "5\n").unwrap();
-        assert_eq!(read_head(&path("value")).unwrap(), "5\n");
-        std::os::unix::fs::symlink(path("value"), path("link")).unwrap();
         let fifo = std::ffi::CString::new(path("fifo")).unwrap();
         // SAFETY: a valid C string; mkfifo(3) only creates the node.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
-        std::fs::create_dir(path("dir")).unwrap();
-        for (name, says) in [
-            ("link", "a symbolic link, not followed"),
-            ("fifo", "not a regular file (a FIFO)"),
-            ("dir", "not a regular file (a directory)"),
-        ] {
-            let err = read_head(&path(name)).expect_err(name).to_string();
-            assert!(err.contains(says), "{name}: {err}");
-        }
-        // A refused file reads 0 and says why, naming the file; a missing one
-        // reads 0 silently.
+        // The reader is FILE_CHECK's (check::file::read_head, tested there):
+        // a refused file reads 0 and says why, naming the file; a missing
+        // one reads 0 silently.
         let files: Vec<(String, String)> =
             ["value", "fifo", "missing"].iter().map(|n| (n.to_string(), path(n))).collect();
         let (values, errors) = read_files(&files, &HashMap::new()).await;
