@@ -11,6 +11,13 @@
 //! `regex_no_match`; Rust `regex` syntax, not PCRE), and when `digest` is
 //! set a body whose MD5 matches.
 //! `connect_timeout` bounds the connect and, separately, the whole response.
+//!
+//! What is read is bounded: the status line and headers up to [`MAX_HEAD`]
+//! bytes, the body up to [`MAX_BODY`] (a Content-Length above it fails at
+//! once, a body that runs past it fails when it does). The body is digested
+//! chunk by chunk as it arrives, never buffered for the digest; it is kept
+//! in memory only for a `regex`, which is then matched off the daemon's
+//! thread.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -24,8 +31,14 @@ use super::state::CheckResult;
 use super::tcp::{connect, io_reason, target_addr};
 use crate::config::{CheckCommon, Checker, HttpCheck, Url};
 
-/// The largest body read (and digested); past it the check fails.
-const MAX_RESPONSE: usize = 64 << 20;
+/// The longest status line and headers read (`\r\n\r\n` included).
+pub const MAX_HEAD: usize = 64 << 10;
+/// The longest body read; past it the check fails. keepalived reads (and
+/// digests) any length; a health page is a few KiB, and 4 MiB leaves room
+/// for a real page while capping what one check costs.
+pub const MAX_BODY: u64 = 4 << 20;
+/// One socket read, digested before the next.
+const CHUNK: usize = 8192;
 
 /// Errors of one HTTP exchange.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +59,17 @@ pub enum HttpError {
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
+    /// MD5 hex (lower case) of the body, computed as it arrived.
+    pub digest: String,
+    /// The body, when [`Get::keep_body`] asked for it; else empty.
     pub body: Vec<u8>,
+}
+
+/// What the status line and headers say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub status: u16,
+    pub content_length: Option<u64>,
 }
 
 /// Options of one GET.
@@ -62,6 +85,8 @@ pub struct Get<'a> {
     pub sni: Option<&'a str>,
     pub verify_cert: bool,
     pub timeout: Duration,
+    /// Keep the body (up to [`MAX_BODY`]) for a regex; else only its digest.
+    pub keep_body: bool,
 }
 
 /// The Host header value keepalived sends: the virtualhost as written,
@@ -92,8 +117,12 @@ pub fn request(path: &str, host: &str, protocol: Option<&str>) -> String {
 
 /// MD5 hex (lower case) of `data`.
 pub fn md5_hex(data: &[u8]) -> String {
-    let d = Md5::digest(data);
-    let mut s = String::with_capacity(32);
+    hex(&Md5::digest(data))
+}
+
+/// Lower-case hex of a digest.
+fn hex(d: &[u8]) -> String {
+    let mut s = String::with_capacity(2 * d.len());
     for b in d {
         use std::fmt::Write;
         let _ = write!(s, "{b:02x}");
@@ -128,9 +157,9 @@ pub async fn get(common: Option<&CheckCommon>, g: &Get<'_>) -> Result<Response, 
                 .connect(name, tcp)
                 .await
                 .map_err(|e| HttpError::Tls(e.to_string()))?;
-            exchange(tls, req.as_bytes()).await
+            exchange(tls, req.as_bytes(), g.keep_body).await
         } else {
-            exchange(tcp, req.as_bytes()).await
+            exchange(tcp, req.as_bytes(), g.keep_body).await
         }
     };
     match tokio::time::timeout(g.timeout, exchange).await {
@@ -139,9 +168,60 @@ pub async fn get(common: Option<&CheckCommon>, g: &Get<'_>) -> Result<Response, 
     }
 }
 
+/// Parses the status line and headers (`head` ends at its blank line).
+pub fn parse_head(head: &[u8]) -> Result<Head, HttpError> {
+    let head = String::from_utf8_lossy(head);
+    let mut lines = head.split("\r\n");
+    let status_line = lines.next().unwrap_or("");
+    let mut parts = status_line.split_whitespace();
+    let version = parts.next().unwrap_or("");
+    let status = parts
+        .next()
+        .and_then(|c| c.parse().ok())
+        .filter(|_| version.starts_with("HTTP/"))
+        .ok_or_else(|| HttpError::BadResponse(format!("status line {status_line:?}")))?;
+    let mut content_length = None;
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':')
+            && k.trim().eq_ignore_ascii_case("content-length")
+        {
+            content_length = v.trim().parse::<u64>().ok();
+        }
+    }
+    Ok(Head {
+        status,
+        content_length,
+    })
+}
+
+/// The body as it arrives: digested per chunk, kept only when asked, and
+/// never longer than [`MAX_BODY`].
+struct Body {
+    md5: Md5,
+    len: u64,
+    kept: Option<Vec<u8>>,
+}
+
+impl Body {
+    fn push(&mut self, data: &[u8]) -> Result<(), HttpError> {
+        self.len += data.len() as u64;
+        if self.len > MAX_BODY {
+            return Err(HttpError::BadResponse(format!(
+                "body longer than {MAX_BODY} bytes"
+            )));
+        }
+        self.md5.update(data);
+        if let Some(k) = &mut self.kept {
+            k.extend_from_slice(data);
+        }
+        Ok(())
+    }
+}
+
 async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
     mut s: S,
     req: &[u8],
+    keep_body: bool,
 ) -> Result<Response, HttpError> {
     s.write_all(req)
         .await
@@ -150,13 +230,15 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
         .await
         .map_err(|e| HttpError::Io(format!("write failed: {e}")))?;
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
-    let mut chunk = [0u8; 8192];
-    // Headers.
+    let mut chunk = [0u8; CHUNK];
     let head_end = loop {
-        if let Some(p) = find(&buf, b"\r\n\r\n") {
-            break p + 4;
+        let room = MAX_HEAD - buf.len();
+        if room == 0 {
+            return Err(HttpError::BadResponse(format!(
+                "headers longer than {MAX_HEAD} bytes"
+            )));
         }
-        let n = read_some(&mut s, &mut chunk).await?;
+        let n = read_some(&mut s, &mut chunk[..room.min(CHUNK)]).await?;
         if n == 0 {
             return Err(HttpError::BadResponse(if buf.is_empty() {
                 "connection closed without a response".into()
@@ -164,63 +246,56 @@ async fn exchange<S: AsyncRead + AsyncWrite + Unpin>(
                 "connection closed inside the headers".into()
             }));
         }
+        // The blank line may straddle two reads.
+        let from = buf.len().saturating_sub(3);
         buf.extend_from_slice(&chunk[..n]);
-        if buf.len() > 64 * 1024 && find(&buf, b"\r\n\r\n").is_none() {
-            return Err(HttpError::BadResponse("headers too long".into()));
+        if let Some(p) = find(&buf[from..], b"\r\n\r\n") {
+            break from + p + 4;
         }
     };
-    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let mut parts = status_line.split_whitespace();
-    let version = parts.next().unwrap_or("");
-    if !version.starts_with("HTTP/") {
-        return Err(HttpError::BadResponse(format!(
-            "status line {status_line:?}"
-        )));
-    }
-    let status: u16 = parts
-        .next()
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| HttpError::BadResponse(format!("status line {status_line:?}")))?;
-    let mut content_length = None;
-    for l in lines {
-        if let Some((k, v)) = l.split_once(':') {
-            let k = k.trim();
-            let v = v.trim();
-            if k.eq_ignore_ascii_case("content-length") {
-                content_length = v.parse::<usize>().ok();
+    let head = parse_head(&buf[..head_end])?;
+    let mut body = Body {
+        md5: Md5::new(),
+        len: 0,
+        kept: keep_body.then(Vec::new),
+    };
+    let rest = &buf[head_end..];
+    match head.content_length {
+        Some(len) if len > MAX_BODY => {
+            return Err(HttpError::BadResponse(format!(
+                "Content-Length {len} is over the {MAX_BODY}-byte limit"
+            )));
+        }
+        Some(len) => {
+            body.push(&rest[..rest.len().min(len as usize)])?;
+            while body.len < len {
+                let want = (len - body.len).min(CHUNK as u64) as usize;
+                let n = read_some(&mut s, &mut chunk[..want]).await?;
+                if n == 0 {
+                    return Err(HttpError::BadResponse(format!(
+                        "connection closed after {} of {len} body bytes",
+                        body.len
+                    )));
+                }
+                body.push(&chunk[..n])?;
+            }
+        }
+        None => {
+            body.push(rest)?;
+            loop {
+                let n = read_some(&mut s, &mut chunk).await?;
+                if n == 0 {
+                    break;
+                }
+                body.push(&chunk[..n])?;
             }
         }
     }
-    let mut body = buf.split_off(head_end);
-    if let Some(len) = content_length {
-        if len > MAX_RESPONSE {
-            return Err(HttpError::BadResponse("body too large".into()));
-        }
-        while body.len() < len {
-            let n = read_some(&mut s, &mut chunk).await?;
-            if n == 0 {
-                return Err(HttpError::BadResponse(format!(
-                    "connection closed after {} of {len} body bytes",
-                    body.len()
-                )));
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
-        body.truncate(len);
-        return Ok(Response { status, body });
-    }
-    loop {
-        let n = read_some(&mut s, &mut chunk).await?;
-        if n == 0 {
-            return Ok(Response { status, body });
-        }
-        body.extend_from_slice(&chunk[..n]);
-        if body.len() > MAX_RESPONSE {
-            return Err(HttpError::BadResponse("body too large".into()));
-        }
-    }
+    Ok(Response {
+        status: head.status,
+        digest: hex(&body.md5.finalize()),
+        body: body.kept.unwrap_or_default(),
+    })
 }
 
 /// A read where a TLS peer closing without close_notify counts as the end.
@@ -291,7 +366,7 @@ pub fn judge(url: &Url, resp: &Response) -> Result<(), String> {
         }
     }
     if let Some(want) = &url.digest {
-        let got = md5_hex(&resp.body);
+        let got = &resp.digest;
         if !got.eq_ignore_ascii_case(want) {
             return Err(format!(
                 "digest {got}, expected {}",
@@ -321,14 +396,21 @@ pub async fn check(c: &Checker, h: &HttpCheck, tls: bool, rs: SocketAddr) -> Che
             sni,
             verify_cert: h.verify_cert,
             timeout: c.common.connect_timeout,
+            keep_body: url.regex.is_some(),
         };
-        match get(Some(&c.common), &g).await {
-            Ok(resp) => {
-                if let Err(why) = judge(url, &resp) {
-                    return CheckResult::fail(format!("{} {why}", url.path));
-                }
+        let judged = match get(Some(&c.common), &g).await {
+            // A regex over up to MAX_BODY bytes runs off the daemon's thread.
+            Ok(resp) if url.regex.is_some() => {
+                let url = url.clone();
+                tokio::task::spawn_blocking(move || judge(&url, &resp))
+                    .await
+                    .unwrap_or_else(|e| Err(format!("the regex match failed: {e}")))
             }
-            Err(e) => return CheckResult::fail(format!("{} {e}", url.path)),
+            Ok(resp) => judge(url, &resp),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(why) = judged {
+            return CheckResult::fail(format!("{} {why}", url.path));
         }
     }
     if h.urls.is_empty() {
@@ -356,9 +438,9 @@ pub async fn genhash(
         sni,
         verify_cert: false,
         timeout: Duration::from_secs(5),
+        keep_body: false,
     };
-    let resp = get(None, &g).await?;
-    Ok(md5_hex(&resp.body))
+    Ok(get(None, &g).await?.digest)
 }
 
 // ---- TLS ----
@@ -450,5 +532,21 @@ impl rustls::client::danger::ServerCertVerifier for AcceptAny {
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heads_parse_or_say_why() {
+        let h = parse_head(b"HTTP/1.1 404 Not Found\r\ncontent-length:  12 \r\n\r\n").unwrap();
+        assert_eq!(h, Head { status: 404, content_length: Some(12) });
+        let h = parse_head(b"HTTP/1.0 200\r\nContent-Length: x\r\n\r\n").unwrap();
+        assert_eq!(h.content_length, None);
+        for bad in [&b"SSH-2.0 200\r\n\r\n"[..], b"HTTP/1.0 OK\r\n\r\n", b"\r\n\r\n"] {
+            assert!(matches!(parse_head(bad), Err(HttpError::BadResponse(_))), "{bad:?}");
+        }
     }
 }

@@ -504,32 +504,10 @@ fn log_checker(
     }
 }
 
-/// A checker of `check` with keepalived's defaults and `timeout`, for tests.
-#[cfg(test)]
-pub(crate) fn test_checker(timeout: Duration, check: Check) -> Checker {
-    Checker {
-        common: crate::config::CheckCommon {
-            connect_ip: None,
-            connect_port: None,
-            bindto: None,
-            bind_if: None,
-            bind_port: None,
-            fwmark: None,
-            connect_timeout: timeout,
-            retry: 1,
-            delay_before_retry: Duration::from_secs(1),
-            delay_loop: Duration::from_secs(5),
-            warmup: None,
-            alpha: false,
-            log_all_failures: false,
-        },
-        check,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::CheckCommon;
 
     #[test]
     fn lateness_histogram_quantiles() {
@@ -561,10 +539,24 @@ mod tests {
                 drop(s);
             }
         });
-        let mut checker = test_checker(Duration::from_secs(2), Check::Tcp);
-        checker.common.delay_before_retry = Duration::from_millis(50);
-        checker.common.delay_loop = Duration::from_millis(100);
-        checker.common.warmup = Some(Duration::from_millis(50));
+        let checker = Checker {
+            common: CheckCommon {
+                connect_ip: None,
+                connect_port: None,
+                bindto: None,
+                bind_if: None,
+                bind_port: None,
+                fwmark: None,
+                connect_timeout: Duration::from_secs(2),
+                retry: 1,
+                delay_before_retry: Duration::from_millis(50),
+                delay_loop: Duration::from_millis(100),
+                warmup: Some(Duration::from_millis(50)),
+                alpha: false,
+                log_all_failures: false,
+            },
+            check: Check::Tcp,
+        };
         let targets: Vec<Target> = (0..3u16)
             .map(|i| Target {
                 key: RsKey {

@@ -68,3 +68,34 @@ pub fn misc(cmd: &str, dynamic: bool, timeout: Option<Duration>) -> Checker {
     c.common.retry = 0;
     c
 }
+
+/// A hostile server on 127.0.0.1: it answers one connection with `prefix`,
+/// then `filler` over and over until `cap` bytes or the peer goes, and then
+/// holds the connection until the peer closes it. Returns its address and
+/// the bytes written so far (what the peer read plus what the socket
+/// buffers took).
+pub async fn flood(
+    prefix: &'static [u8],
+    filler: &'static [u8],
+    cap: usize,
+) -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::sync::atomic::Ordering;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = std::sync::Arc::clone(&sent);
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let block = filler.repeat(65536 / filler.len());
+        let mut next: &[u8] = prefix;
+        while counter.load(Ordering::Relaxed) < cap && s.write_all(next).await.is_ok() {
+            counter.fetch_add(next.len(), Ordering::Relaxed);
+            next = &block;
+        }
+        // Only the client may end the exchange: its bound, not our close.
+        let mut sink = [0u8; 4096];
+        while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+    });
+    (addr, sent)
+}
