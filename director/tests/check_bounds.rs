@@ -3,7 +3,9 @@
 //! body. Each check fails at its bound, saying which, well within its
 //! timeout, having read little, and without holding back the timers of the
 //! thread it runs on (the daemon's runtime is single-threaded, as the test's
-//! is). FILE_CHECK's hostile files are in check::file's unit tests.
+//! is). DNS_CHECK reads one datagram into 4096 bytes and skips strays only
+//! until its timeout. FILE_CHECK's hostile files are in check::file's unit
+//! tests.
 
 mod check_support;
 
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use check_support::*;
 use director::check::{CheckResult, http::md5_hex, run_check};
-use director::config::{Check, Checker, SmtpCheck, Url};
+use director::config::{Check, Checker, DnsCheck, SmtpCheck, Url};
 
 /// Runs `c` against `addr` while a task on the same thread ticks every
 /// millisecond, as the daemon's timers do; returns the result, how long it
@@ -122,5 +124,45 @@ async fn http_a_body_at_the_bound_is_digested_as_it_arrives_and_matched_off_thre
     let want = md5_hex(&vec![b'x'; 4 << 20]);
     let (r, _, gap) = run(&http_get(Some(want), Some("x{64}$")), addr).await;
     assert_eq!(r, CheckResult::ok());
+    assert!(gap < TIMER_SLACK, "timers held back {gap:?}");
+}
+
+fn dns() -> Checker {
+    let mut c = checker(Check::Dns(DnsCheck {
+        query_type: "A".into(),
+        name: "example.com".into(),
+    }));
+    c.common.connect_timeout = Duration::from_millis(500);
+    c
+}
+
+/// A reply to `query` with `id`: a response, RCODE 0, one answer, padded
+/// to `len` bytes.
+fn dns_reply(query: &[u8], id: u16, len: usize) -> Vec<u8> {
+    let mut r = query.to_vec();
+    r[..2].copy_from_slice(&id.to_be_bytes());
+    r[2..4].copy_from_slice(&0x8180u16.to_be_bytes());
+    r[6..8].copy_from_slice(&1u16.to_be_bytes());
+    r.resize(len, 0);
+    r
+}
+
+#[tokio::test]
+async fn dns_an_oversized_reply_is_judged_from_its_head() {
+    // 60000 bytes, of which the checker reads 4096.
+    let addr = udp_server(|q| vec![dns_reply(q, u16::from_be_bytes([q[0], q[1]]), 60000)]).await;
+    assert_eq!(run_check(&dns(), addr).await, CheckResult::ok());
+}
+
+#[tokio::test]
+async fn dns_a_flood_of_stray_replies_ends_at_the_timeout() {
+    let addr = udp_server(|q| {
+        let stray = u16::from_be_bytes([q[0], q[1]]) ^ 1;
+        vec![dns_reply(q, stray, 512); 2000]
+    })
+    .await;
+    let (r, took, gap) = run(&dns(), addr).await;
+    assert_eq!(r, CheckResult::fail("timed out after 500ms"));
+    assert!(took < Duration::from_millis(1500), "took {took:?}");
     assert!(gap < TIMER_SLACK, "timers held back {gap:?}");
 }

@@ -99,3 +99,19 @@ pub async fn flood(
     });
     (addr, sent)
 }
+
+/// A UDP server on 127.0.0.1 that answers each datagram with the
+/// datagrams `f(datagram)` returns (none: silence).
+pub async fn udp_server(f: impl Fn(&[u8]) -> Vec<Vec<u8>> + Send + 'static) -> std::net::SocketAddr {
+    let s = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let addr = s.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut buf = [0u8; 2048];
+        while let Ok((n, from)) = s.recv_from(&mut buf).await {
+            for r in f(&buf[..n]) {
+                let _ = s.send_to(&r, from).await;
+            }
+        }
+    });
+    addr
+}
