@@ -11,7 +11,10 @@ use director_common::{
         MAX_SERVICE_KEYS, MAX_SERVICES, Persist, PersistKey, Real, Service, ServiceKey, TrafficCounter,
     },
     stats::{Counter, STATS_SLOTS},
-    vrrp::{MAX_VRRP_KEYS, VrrpAdvert, VrrpInstance, VrrpKey},
+    vrrp::{
+        MAX_VRRP_KEYS, MAX_VRRP_PEERS, MAX_VRRP_SOURCES, VrrpAdvert, VrrpInstance, VrrpKey, VrrpPeer, VrrpRate,
+        VrrpSource,
+    },
 };
 
 /// Packets and bytes per verdict reason, per CPU.
@@ -61,6 +64,15 @@ pub static VRRP_INSTANCES: HashMap<VrrpKey, VrrpInstance> = HashMap::with_max_en
 /// The latest valid advert per instance; userspace reads it.
 #[map]
 pub static VRRP_ADVERTS: HashMap<VrrpKey, VrrpAdvert> = HashMap::with_max_entries(MAX_VRRP_KEYS, 0);
+
+/// The `unicast_peer`s of each unicast instance, with their TTL range.
+/// Filled by userspace.
+#[map]
+pub static VRRP_PEERS: HashMap<VrrpSource, VrrpPeer> = HashMap::with_max_entries(MAX_VRRP_PEERS, 0);
+
+/// Adverts per (instance, source) in the current rate window.
+#[map]
+pub static VRRP_RATE: LruHashMap<VrrpSource, VrrpRate> = LruHashMap::with_max_entries(MAX_VRRP_SOURCES, 0);
 
 /// Per ingress ifindex, the destination MACs we forward frames for.
 #[map]

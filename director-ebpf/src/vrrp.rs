@@ -1,9 +1,12 @@
 //! VRRP adverts, judged before any service lookup (an advert is never a
 //! service's traffic). On an interface and family where director runs VRRP,
-//! malformed adverts and adverts for VRIDs we do not run are dropped, each
-//! under its own counter; a valid advert for one of ours is recorded in
-//! VRRP_ADVERTS and passed on, so the VRRP socket still gets it. The record
-//! is a second witness that no CPU starvation of the daemon can delay.
+//! malformed adverts, adverts for VRIDs we do not run, adverts whose TTL or
+//! source the VRRP socket would refuse, and adverts beyond a rate no router
+//! sends at are dropped, each under its own counter; a valid advert for one
+//! of ours is recorded in VRRP_ADVERTS and passed on, so the VRRP socket
+//! still gets it. The record is a second witness that no CPU starvation of
+//! the daemon can delay. It does not verify the checksum: userspace trusts
+//! a record only from a source whose adverts the socket accepted.
 
 use aya_ebpf::{
     helpers::{bpf_ktime_get_ns, bpf_xdp_load_bytes},
@@ -12,13 +15,13 @@ use aya_ebpf::{
 use director_common::{
     stats::Reason,
     vrrp::{
-        AUTH_DATA_LEN, HEADER_LEN, MARKER_VRID, TYPE_ADVERT, V3_INTERVAL_MASK, VRRP_TTL, VrrpAdvert,
-        VrrpInstance, VrrpKey,
+        AUTH_DATA_LEN, HEADER_LEN, MARKER_VRID, RATE_BURST, RATE_WINDOW_NS, TYPE_ADVERT, V3_INTERVAL_MASK,
+        VRRP_TTL, VrrpAdvert, VrrpInstance, VrrpKey, VrrpRate, VrrpSource,
     },
 };
 
 use crate::{
-    maps::{VRRP_ADVERTS, VRRP_INSTANCES},
+    maps::{VRRP_ADVERTS, VRRP_INSTANCES, VRRP_PEERS, VRRP_RATE},
     net::{
         Packet,
         hdr::{ETH_LEN, IPV4_LEN, Ipv4, Ipv6, Vrrp},
@@ -42,7 +45,8 @@ pub fn advert(ctx: &XdpContext, pkt: &Packet, p: &Parsed) -> Option<Verdict> {
     Some(judge(ctx, pkt, p, key))
 }
 
-/// keepalived's order: TTL, header, version and type, length, VRID.
+/// keepalived's order: TTL, header, version and type, length, VRID, then
+/// the instance's TTL and source rules; a flood is cut before the rest.
 #[inline(always)]
 fn judge(ctx: &XdpContext, pkt: &Packet, p: &Parsed, mut key: VrrpKey) -> Verdict {
     let Some((ttl, payload_len)) = ip_fields(pkt, p) else { return Verdict::drop(Reason::DropVrrpLength) };
@@ -67,6 +71,15 @@ fn judge(ctx: &XdpContext, pkt: &Packet, p: &Parsed, mut key: VrrpKey) -> Verdic
     // SAFETY: map values live as long as the program run.
     let inst = if vrid == MARKER_VRID { None } else { unsafe { VRRP_INSTANCES.get(&key) } };
     let Some(inst) = inst else { return Verdict::drop(Reason::DropVrrpUnknownVrid) };
+    let src = VrrpSource { key, addr: p.key.src };
+    if let Err(reason) = heard(inst, &src, ttl) {
+        return Verdict::drop(reason);
+    }
+    // SAFETY: a helper without arguments.
+    let now = unsafe { bpf_ktime_get_ns() };
+    if flooding(&src, now) {
+        return Verdict::drop(Reason::DropVrrpRate);
+    }
     if version != inst.version || (version == 2 && !auth_matches(ctx, p.l4 + len - AUTH_DATA_LEN, word[0], inst)) {
         return Verdict::pass(Reason::PassVrrpUnmatched);
     }
@@ -79,8 +92,7 @@ fn judge(ctx: &XdpContext, pkt: &Packet, p: &Parsed, mut key: VrrpKey) -> Verdic
     let seen = VRRP_ADVERTS.get_ptr(&key).map_or(0, |a| unsafe { (*a).count });
     let record = VrrpAdvert {
         src: p.key.src,
-        // SAFETY: a helper without arguments.
-        last_ns: unsafe { bpf_ktime_get_ns() },
+        last_ns: now,
         count: seen + 1,
         interval_cs,
         priority,
@@ -90,6 +102,49 @@ fn judge(ctx: &XdpContext, pkt: &Packet, p: &Parsed, mut key: VrrpKey) -> Verdic
     // An update replaces the whole value, so a reader never sees half of it.
     let _ = VRRP_ADVERTS.insert(&key, &record, 0);
     Verdict::pass(Reason::PassVrrp)
+}
+
+/// The VRRP socket's TTL and source rules (`packet::check_ttl` and
+/// `check_unicast_src` in the daemon): a multicast instance hears TTL 255
+/// only, to any destination; a unicast instance any TTL within its peer's
+/// range, and with `check_unicast_src` its peers only.
+#[inline(always)]
+fn heard(inst: &VrrpInstance, src: &VrrpSource, ttl: u8) -> Result<(), Reason> {
+    // SAFETY: map values live as long as the program run.
+    let peer = unsafe { VRRP_PEERS.get(src) };
+    let ttl_ok = match peer {
+        _ if inst.unicast == 0 => ttl == VRRP_TTL,
+        Some(peer) => (peer.min_ttl..=peer.max_ttl).contains(&ttl),
+        None => true,
+    };
+    if !ttl_ok {
+        return Err(Reason::DropVrrpTtl);
+    }
+    if inst.check_src != 0 && peer.is_none() {
+        return Err(Reason::DropVrrpUnicastSrc);
+    }
+    Ok(())
+}
+
+/// Counts the advert in its source's window; true past RATE_BURST. Counts
+/// from several CPUs may race and miss an increment: the limit is coarse
+/// on purpose, it only has to be far above any router and far below a flood.
+#[inline(always)]
+fn flooding(src: &VrrpSource, now: u64) -> bool {
+    let Some(rate) = VRRP_RATE.get_ptr_mut(src) else {
+        let _ = VRRP_RATE.insert(src, &VrrpRate { window_ns: now, count: 1, _pad: 0 }, 0);
+        return false;
+    };
+    // SAFETY: map values live as long as the program run.
+    unsafe {
+        if now.wrapping_sub((*rate).window_ns) >= RATE_WINDOW_NS {
+            (*rate).window_ns = now;
+            (*rate).count = 1;
+            return false;
+        }
+        (*rate).count = (*rate).count.saturating_add(1);
+        (*rate).count > RATE_BURST
+    }
 }
 
 /// TTL or hop limit, and the IP payload length the header declares.

@@ -14,24 +14,21 @@
 
 use std::{
     net::{IpAddr, Ipv4Addr},
-    os::fd::AsRawFd,
     sync::{
         Arc, Mutex,
         atomic::{AtomicBool, AtomicU64, Ordering},
     },
-    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, Result, anyhow, ensure};
 use aya::maps::MapData;
 use director::{dataplane::xdp::flow_key, state::Proto};
 use director_common::lb::{CONN_FORWARD, Conn, FlowKey, maps};
-use socket2::{Domain, Protocol, Socket, Type};
-
 use crate::{
     map_batch,
     topo::{Mac, permanent_neighbours},
-    vrrp_lab::{CLIENT_IP, Cast, Instance, Kind, Lan, Node, VIP, Version, node_ip},
+    vrrp_lab::{Cast, Instance, Kind, Lan, Node, VIP, Version, adverts_from, node_ip},
 };
 
 pub const ADVERT_INT: Duration = Duration::from_secs(1);
@@ -135,7 +132,7 @@ fn run(lan: &Lan) -> Result<Stall> {
     let capture = {
         let (stop, stamps) = (Arc::clone(&stop_capture), Arc::clone(&stamps));
         let from = node_ip(0);
-        lan.client.spawn("adverts", move || adverts_from(from, &stop, &stamps))?
+        lan.client.spawn("adverts", move || adverts_from(from, &stop, &stamps, 5 * ADVERT_INT))?
     };
     let heard = Instant::now() + 3 * ADVERT_INT;
     while stamps.lock().unwrap().is_empty() {
@@ -267,78 +264,6 @@ fn ctl_stdout(d: &Node, args: &[&str]) -> Result<String> {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     ensure!(out.status.success(), "directorctl {}: {text}{}", args.join(" "), String::from_utf8_lossy(&out.stderr));
     Ok(text)
-}
-
-/// Records when each advert from `from` reached the client's LAN (the
-/// kernel's receive time), until the first one after `stop` (which
-/// brackets the load's end), or a while after `stop` if none comes.
-fn adverts_from(from: Ipv4Addr, stop: &AtomicBool, stamps: &Mutex<Vec<Instant>>) -> Result<()> {
-    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112)))?;
-    sock.join_multicast_v4(&Ipv4Addr::new(224, 0, 0, 18), &CLIENT_IP)?;
-    sock.set_read_timeout(Some(Duration::from_millis(100)))?;
-    let on: libc::c_int = 1;
-    // SAFETY: a valid socket and option value of the size given.
-    let rc = unsafe {
-        libc::setsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_TIMESTAMPNS,
-            std::ptr::from_ref(&on).cast(),
-            size_of::<libc::c_int>() as libc::socklen_t,
-        )
-    };
-    ensure!(rc == 0, "SO_TIMESTAMPNS: {}", std::io::Error::last_os_error());
-    let mut stopped: Option<Instant> = None;
-    let mut buf = [0u8; 2048];
-    while stopped.is_none_or(|t| t.elapsed() < 5 * ADVERT_INT) {
-        if stopped.is_none() && stop.load(Ordering::Relaxed) {
-            stopped = Some(Instant::now());
-        }
-        let Ok((src, at)) = recv_stamped(&sock, &mut buf) else { continue };
-        if src == from {
-            // The receive time on the monotonic clock the load is timed by.
-            let ago = SystemTime::now().duration_since(at).unwrap_or_default();
-            stamps.lock().unwrap().push(Instant::now().checked_sub(ago).context("receive time")?);
-            if stopped.is_some() {
-                break;
-            }
-        }
-    }
-    Ok(())
-}
-
-/// One datagram: its source and the kernel's receive timestamp.
-fn recv_stamped(sock: &Socket, buf: &mut [u8]) -> std::io::Result<(Ipv4Addr, SystemTime)> {
-    // SAFETY: all-zero is a valid sockaddr_in, msghdr.
-    let mut src: libc::sockaddr_in = unsafe { std::mem::zeroed() };
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
-    // u64s: aligned for cmsghdr.
-    let mut control = [0u64; 16];
-    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = std::ptr::from_mut(&mut src).cast();
-    msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
-    msg.msg_iov = &mut iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control.as_mut_ptr().cast();
-    msg.msg_controllen = size_of_val(&control);
-    // SAFETY: msg names live buffers of the lengths it gives.
-    if unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) } < 0 {
-        return Err(std::io::Error::last_os_error());
-    }
-    let mut at = None;
-    // SAFETY: walking the control messages the kernel wrote into `control`.
-    unsafe {
-        let mut c = libc::CMSG_FIRSTHDR(&msg);
-        while !c.is_null() {
-            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
-                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
-                at = Some(UNIX_EPOCH + Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
-            }
-            c = libc::CMSG_NXTHDR(&msg, c);
-        }
-    }
-    let at = at.ok_or_else(|| std::io::Error::other("no receive timestamp"))?;
-    Ok((Ipv4Addr::from(u32::from_be(src.sin_addr.s_addr)), at))
 }
 
 /// (service, real) of every real server.

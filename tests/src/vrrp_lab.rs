@@ -30,10 +30,11 @@ use std::{
         atomic::{AtomicBool, Ordering},
     },
     thread::JoinHandle,
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
 };
 
 use anyhow::{Context, Result, bail, ensure};
+use socket2::{Domain, Protocol, Socket, Type};
 use director::dataplane::xdp::{LoadOptions, XdpProgram};
 use director_common::lb::MAP_LAYOUT_VERSION;
 
@@ -1126,4 +1127,77 @@ mod tests {
         assert_eq!(metric_sum(text, "director_vrrp", "auth"), 3.0);
         assert_eq!(metric_sum(text, "director_vrrp", "vrid"), 0.0);
     }
+}
+
+/// Records when each advert from `from` reached the client's LAN (the
+/// kernel's receive time, so the test's own busy threads cannot widen a
+/// gap), until the first one after `stop` (which brackets the load's end),
+/// or `linger` after `stop` if none comes. Run it in the client's namespace.
+pub fn adverts_from(from: Ipv4Addr, stop: &AtomicBool, stamps: &Mutex<Vec<Instant>>, linger: Duration) -> Result<()> {
+    let sock = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::from(112)))?;
+    sock.join_multicast_v4(&Ipv4Addr::new(224, 0, 0, 18), &CLIENT_IP)?;
+    sock.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let on: libc::c_int = 1;
+    // SAFETY: a valid socket and option value of the size given.
+    let rc = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_TIMESTAMPNS,
+            std::ptr::from_ref(&on).cast(),
+            size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    ensure!(rc == 0, "SO_TIMESTAMPNS: {}", std::io::Error::last_os_error());
+    let mut stopped: Option<Instant> = None;
+    let mut buf = [0u8; 2048];
+    while stopped.is_none_or(|t| t.elapsed() < linger) {
+        if stopped.is_none() && stop.load(Ordering::Relaxed) {
+            stopped = Some(Instant::now());
+        }
+        let Ok((src, at)) = recv_stamped(&sock, &mut buf) else { continue };
+        if src == from {
+            // The receive time on the monotonic clock the load is timed by.
+            let ago = SystemTime::now().duration_since(at).unwrap_or_default();
+            stamps.lock().unwrap().push(Instant::now().checked_sub(ago).context("receive time")?);
+            if stopped.is_some() {
+                break;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One datagram: its source and the kernel's receive timestamp.
+fn recv_stamped(sock: &Socket, buf: &mut [u8]) -> std::io::Result<(Ipv4Addr, SystemTime)> {
+    // SAFETY: all-zero is a valid sockaddr_in, msghdr.
+    let mut src: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // u64s: aligned for cmsghdr.
+    let mut control = [0u64; 16];
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = std::ptr::from_mut(&mut src).cast();
+    msg.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = size_of_val(&control);
+    // SAFETY: msg names live buffers of the lengths it gives.
+    if unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, 0) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let mut at = None;
+    // SAFETY: walking the control messages the kernel wrote into `control`.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_SOCKET && (*c).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts: libc::timespec = std::ptr::read_unaligned(libc::CMSG_DATA(c).cast());
+                at = Some(UNIX_EPOCH + Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    let at = at.ok_or_else(|| std::io::Error::other("no receive timestamp"))?;
+    Ok((Ipv4Addr::from(u32::from_be(src.sin_addr.s_addr)), at))
 }

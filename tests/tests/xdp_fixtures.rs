@@ -530,13 +530,14 @@ const VRRP_MAC: Mac = [0x00, 0x00, 0x5e, 0x00, 0x01, 51];
 const VRRP_GROUP_MAC: Mac = [0x01, 0x00, 0x5e, 0x00, 0x00, 0x12];
 
 fn watch(family: Family, vrid: u8, version: Version, auth: Auth) -> VrrpWatch {
-    VrrpWatch { ifindex: SAME_IF, family, vrid, version, auth }
+    VrrpWatch::multicast(SAME_IF, family, vrid, version, auth)
 }
 
+/// v2 multicast 51, v3 unicast 52 (peer 192.0.2.9, any TTL), v3 over IPv6 51.
 fn our_instances() -> Vec<VrrpWatch> {
     vec![
         watch(Family::V4, 51, Version::V2, Auth::simple("secret")),
-        watch(Family::V4, 52, Version::V3, Auth::None),
+        VrrpWatch { unicast_peers: vec![(ip("192.0.2.9"), None, None)], ..watch(Family::V4, 52, Version::V3, Auth::None) },
         watch(Family::V6, 51, Version::V3, Auth::None),
     ]
 }
@@ -580,7 +581,8 @@ fn valid_adverts_for_our_vrids_pass_and_are_recorded() -> Result<()> {
         ("v2 over v4", vrrp_frame("10.0.0.2", "224.0.0.18", 255, &v2_51(150), |_| {})),
         ("v3 over v4", vrrp_frame("10.0.0.3", "224.0.0.18", 255, &v3_52, |_| {})),
         ("v3 over v6", vrrp_frame("fe80::2", "ff02::12", 255, &v3_v6, |_| {})),
-        // Unicast adverts may cross routers: no TTL rule for them here.
+        // A unicast instance's adverts may cross routers: no TTL rule for
+        // a peer without min_ttl / max_ttl.
         ("v3 unicast", vrrp_frame("192.0.2.9", "10.0.0.1", 61, &v3_52, |_| {})),
     ] {
         fixture::check(prog.program()?, &Fixture { name, input, verdict: XDP_PASS, output: None })?;
@@ -663,6 +665,70 @@ fn malformed_adverts_and_unknown_vrids_are_dropped_each_under_its_counter() -> R
     Ok(())
 }
 
+/// What the VRRP socket refuses by TTL or source is neither recorded nor
+/// passed: a record the socket would never have accepted must not stand in
+/// for a late Master_Down_Timer (a spoofed TTL-64 unicast advert used to be
+/// recorded for a multicast instance, and kept its backups from ever taking
+/// over).
+#[test]
+fn adverts_the_socket_refuses_by_ttl_or_source_are_dropped_not_recorded() -> Result<()> {
+    let mut prog = load(&DesiredState::default())?;
+    let peers = vec![(ip("10.0.0.2"), Some(250), None), (ip("10.0.0.3"), None, Some(64))];
+    let checked = VrrpWatch { unicast_peers: peers, check_unicast_src: true, ..watch(Family::V4, 53, Version::V3, Auth::None) };
+    prog.set_vrrp_instances(&[our_instances().remove(0), checked])?;
+    let v3_53 = vrrp_advert(Version::V3, 53, 200, 100, Auth::None, &["10.0.0.100"]);
+    let table = [
+        ("spoofed unicast to a multicast instance", vrrp_frame("198.51.100.7", "10.0.0.1", 64, &v2_51(255), |_| {}), XDP_DROP, "drop_vrrp_ttl"),
+        ("multicast instance, unicast at TTL 255", vrrp_frame("10.0.0.2", "10.0.0.1", 255, &v2_51(150), |_| {}), XDP_PASS, "pass_vrrp"),
+        ("peer within min_ttl", vrrp_frame("10.0.0.2", "10.0.0.1", 250, &v3_53, |_| {}), XDP_PASS, "pass_vrrp"),
+        ("peer below min_ttl", vrrp_frame("10.0.0.2", "10.0.0.1", 249, &v3_53, |_| {}), XDP_DROP, "drop_vrrp_ttl"),
+        ("peer within max_ttl", vrrp_frame("10.0.0.3", "10.0.0.1", 64, &v3_53, |_| {}), XDP_PASS, "pass_vrrp"),
+        ("peer above max_ttl", vrrp_frame("10.0.0.3", "10.0.0.1", 65, &v3_53, |_| {}), XDP_DROP, "drop_vrrp_ttl"),
+        ("not a peer, check_unicast_src", vrrp_frame("10.0.0.9", "10.0.0.1", 255, &v3_53, |_| {}), XDP_DROP, "drop_vrrp_unicast_src"),
+    ];
+    for (name, input, verdict, counter) in table {
+        let before = vrrp_counts(&prog);
+        fixture::check(prog.program()?, &Fixture { name, input, verdict, output: None })?;
+        let after = vrrp_counts(&prog);
+        let bumped: Vec<_> = after.iter().filter(|c| !before.contains(c)).collect();
+        assert_eq!(bumped.len(), 1, "{name}: {before:?} -> {after:?}");
+        assert_eq!(bumped[0].0, counter, "{name}");
+    }
+    // The records are the accepted adverts', not the refused ones'.
+    let v2 = seen(&prog, Family::V4, 51).expect("the TTL-255 advert is recorded");
+    assert_eq!((v2.src, v2.priority, v2.count), (ip("10.0.0.2"), 150, 1));
+    let v3 = seen(&prog, Family::V4, 53).expect("the peers' adverts are recorded");
+    assert_eq!((v3.src, v3.count), (ip("10.0.0.3"), 2));
+    Ok(())
+}
+
+/// A source sending faster than any router is cut at RATE_BURST per
+/// window, alone: another source for the same instance still passes.
+#[test]
+fn a_flooding_source_is_cut_at_the_rate_limit_and_others_pass() -> Result<()> {
+    use director_common::vrrp::{RATE_BURST, RATE_WINDOW_NS};
+    let mut prog = load(&DesiredState::default())?;
+    prog.set_vrrp_instances(&our_instances())?;
+    let from = |src: &str| vrrp_frame(src, "224.0.0.18", 255, &v2_51(150), |_| {});
+    let flood = from("10.0.0.66");
+    let start = Instant::now();
+    let sent = RATE_BURST + 30;
+    let mut passed = 0;
+    for _ in 0..sent {
+        passed += u32::from(run_once(prog.program()?, &flood)?.verdict == XDP_PASS);
+    }
+    let window = Duration::from_nanos(RATE_WINDOW_NS);
+    // One window, or the count restarted and says nothing.
+    anyhow::ensure!(start.elapsed() < window, "{sent} runs took {:?}, longer than a rate window", start.elapsed());
+    assert_eq!(passed, RATE_BURST, "{sent} adverts in one window from one source");
+    assert_eq!(count(&prog, Reason::DropVrrpRate), u64::from(sent - RATE_BURST));
+    fixture::check(prog.program()?, &Fixture { name: "another source", input: from("10.0.0.2"), verdict: XDP_PASS, output: None })?;
+    // The next window lets the source be heard again.
+    std::thread::sleep(window.saturating_sub(start.elapsed()) + Duration::from_millis(5));
+    fixture::check(prog.program()?, &Fixture { name: "next window", input: flood, verdict: XDP_PASS, output: None })?;
+    Ok(())
+}
+
 #[test]
 fn vrrp_passes_untouched_where_director_runs_no_vrrp() -> Result<()> {
     let mut prog = load(&DesiredState::default())?;
@@ -681,7 +747,7 @@ fn vrrp_passes_untouched_where_director_runs_no_vrrp() -> Result<()> {
     assert_eq!(count(&prog, Reason::PassNotService), 3);
 
     // Instances on another interface only.
-    let elsewhere = VrrpWatch { ifindex: OTHER_IF, ..our_instances()[0] };
+    let elsewhere = VrrpWatch { ifindex: OTHER_IF, ..our_instances().remove(0) };
     prog.set_vrrp_instances(&[elsewhere])?;
     run_all(&mut prog)?;
     assert_eq!(vrrp_counts(&prog), []);

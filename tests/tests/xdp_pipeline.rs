@@ -212,13 +212,7 @@ fn a_real_vrrp_advert_is_recorded_for_userspace_and_still_reaches_the_socket() -
         anyhow::ensure!(rc == 0, "SO_RCVTIMEO");
         Ok((rx, group))
     })??;
-    prog.set_vrrp_instances(&[VrrpWatch {
-        ifindex,
-        family: Family::V4,
-        vrid: 51,
-        version: Version::V3,
-        auth: Auth::None,
-    }])?;
+    prog.set_vrrp_instances(&[VrrpWatch::multicast(ifindex, Family::V4, 51, Version::V3, Auth::None)])?;
 
     let (src, group) = ("10.99.1.2".parse()?, "224.0.0.18".parse()?);
     let advert = |priority| Advert {
@@ -390,7 +384,7 @@ impl Drop for Keepalived {
 fn keepalived_adverts_v2_and_v3_are_recorded_as_sent_and_other_vrids_dropped() -> Result<()> {
     let (dir, peer) = pair("kadv", 3)?;
     let (mut prog, ifindex) = attached(&dir)?;
-    let watch = |vrid, version, auth| VrrpWatch { ifindex, family: Family::V4, vrid, version, auth };
+    let watch = |vrid, version, auth| VrrpWatch::multicast(ifindex, Family::V4, vrid, version, auth);
     prog.set_vrrp_instances(&[watch(51, Version::V2, Auth::simple("secret12")), watch(52, Version::V3, Auth::None)])?;
 
     let instance = |name: &str, vrid: u8, priority: u8, extra: &str| {

@@ -49,7 +49,9 @@ pub enum Reason {
     /// A well-formed VRRP advert for a VRID we run, but of another version or
     /// v2 authentication: not recorded; the VRRP socket decides and counts why.
     PassVrrpUnmatched,
-    /// A multicast VRRP advert whose TTL / hop limit is not 255.
+    /// A VRRP advert whose TTL / hop limit the VRRP socket would refuse: not
+    /// 255 for a multicast instance (whatever the destination), outside a
+    /// unicast peer's min_ttl..max_ttl.
     DropVrrpTtl,
     /// A VRRP packet whose version is not 2 or 3 (or v2 over IPv6), or whose
     /// type is not ADVERTISEMENT.
@@ -63,6 +65,12 @@ pub enum Reason {
     /// switch flooding it, e.g. after the VRRP master died): not ours to
     /// forward; the kernel drops it.
     PassOtherHost,
+    /// A VRRP advert from a source that is not a `unicast_peer`, for an
+    /// instance with `check_unicast_src`.
+    DropVrrpUnicastSrc,
+    /// VRRP adverts from one source beyond `vrrp::RATE_BURST` per
+    /// `vrrp::RATE_WINDOW_NS` for one instance: a flood, not a router.
+    DropVrrpRate,
 }
 
 /// Slots in the STATS map: more than there are reasons, so that a new reason
@@ -70,7 +78,7 @@ pub enum Reason {
 pub const STATS_SLOTS: u32 = 64;
 
 impl Reason {
-    pub const COUNT: u32 = 25;
+    pub const COUNT: u32 = 27;
     pub const ALL: [Reason; Self::COUNT as usize] = [
         Reason::PassNotIp,
         Reason::PassNotService,
@@ -97,6 +105,8 @@ impl Reason {
         Reason::DropVrrpLength,
         Reason::DropVrrpUnknownVrid,
         Reason::PassOtherHost,
+        Reason::DropVrrpUnicastSrc,
+        Reason::DropVrrpRate,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -126,6 +136,8 @@ impl Reason {
             Reason::DropVrrpLength => "drop_vrrp_length",
             Reason::DropVrrpUnknownVrid => "drop_vrrp_unknown_vrid",
             Reason::PassOtherHost => "pass_other_host",
+            Reason::DropVrrpUnicastSrc => "drop_vrrp_unicast_src",
+            Reason::DropVrrpRate => "drop_vrrp_rate",
         }
     }
 

@@ -8,13 +8,16 @@
 pub mod maps {
     pub const VRRP_INSTANCES: &str = "VRRP_INSTANCES";
     pub const VRRP_ADVERTS: &str = "VRRP_ADVERTS";
+    pub const VRRP_PEERS: &str = "VRRP_PEERS";
+    pub const VRRP_RATE: &str = "VRRP_RATE";
 }
 
 /// IP protocol number (IPv4) and next header (IPv6) of VRRP.
 pub const IPPROTO_VRRP: u8 = 112;
-/// The TTL / hop limit a multicast advert must carry (RFC 3768 §7.1,
-/// RFC 5798 §7.1). Unicast adverts may cross routers, so only multicast
-/// ones are held to it, as keepalived does.
+/// The TTL / hop limit every advert of a multicast instance must carry
+/// (RFC 3768 §7.1, RFC 5798 §7.1), whatever its destination, as the VRRP
+/// socket checks. A unicast instance's adverts may cross routers: only a
+/// peer's min_ttl / max_ttl applies to them.
 pub const VRRP_TTL: u8 = 255;
 /// 224.0.0.18, as the bytes sit in the packet.
 pub const VRRP_GROUP_V4: u32 = u32::from_ne_bytes([224, 0, 0, 18]);
@@ -33,6 +36,16 @@ pub const V3_INTERVAL_MASK: u16 = 0x0fff;
 /// VRRP_INSTANCES and VRRP_ADVERTS hold at most this many keys (a VRID per
 /// family on a few interfaces, plus one marker per interface and family).
 pub const MAX_VRRP_KEYS: u32 = 1024;
+/// VRRP_PEERS: `unicast_peer` entries over all instances.
+pub const MAX_VRRP_PEERS: u32 = 4096;
+/// VRRP_RATE: the (instance, source) pairs being counted; an LRU, so a
+/// flood from many sources only evicts old counts.
+pub const MAX_VRRP_SOURCES: u32 = 8192;
+/// At most RATE_BURST adverts per source and instance pass in a window of
+/// RATE_WINDOW_NS: 200 a second, twice the fastest router (VRRPv3 at one
+/// centisecond), so no real router is ever held back.
+pub const RATE_BURST: u32 = 20;
+pub const RATE_WINDOW_NS: u64 = 100_000_000;
 
 /// VRID 0 is not a valid router id (RFC 5798 §5.2.3): the key with VRID 0
 /// marks an (interface, family) on which director runs VRRP. Only there does
@@ -59,9 +72,40 @@ pub struct VrrpInstance {
     pub version: u8,
     /// v2 only: 0 none, 1 PASS (keepalived's `auth_type PASS`).
     pub auth_type: u8,
-    pub _pad: [u8; 6],
+    /// 1 when the instance has `unicast_peer`s: adverts may then carry any
+    /// TTL but their peer's min/max; 0 (multicast) requires TTL 255.
+    pub unicast: u8,
+    /// 1 with `check_unicast_src`: only sources in VRRP_PEERS are heard.
+    pub check_src: u8,
+    pub _pad: [u8; 4],
     /// v2 PASS: the first 8 bytes of the password, zero-padded.
     pub auth: [u8; AUTH_DATA_LEN],
+}
+
+/// An advert's sender for an instance: a VRRP_PEERS and VRRP_RATE key.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct VrrpSource {
+    pub key: VrrpKey,
+    /// As on the wire; IPv4 in word 0.
+    pub addr: [u32; 4],
+}
+
+/// A `unicast_peer`'s TTL range; 0 and 255 where none is configured.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VrrpPeer {
+    pub min_ttl: u8,
+    pub max_ttl: u8,
+}
+
+/// Adverts counted from one source in its current window.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VrrpRate {
+    pub window_ns: u64,
+    pub count: u32,
+    pub _pad: u32,
 }
 
 /// The latest valid advert for a VRID we run.
@@ -86,6 +130,9 @@ const _: () = {
     assert!(size_of::<VrrpKey>() == 8);
     assert!(size_of::<VrrpInstance>() == 16);
     assert!(size_of::<VrrpAdvert>() == 40);
+    assert!(size_of::<VrrpSource>() == 24);
+    assert!(size_of::<VrrpPeer>() == 2);
+    assert!(size_of::<VrrpRate>() == 16);
 };
 
 #[cfg(feature = "user")]
@@ -95,4 +142,7 @@ mod pod {
     unsafe impl aya::Pod for VrrpKey {}
     unsafe impl aya::Pod for VrrpInstance {}
     unsafe impl aya::Pod for VrrpAdvert {}
+    unsafe impl aya::Pod for VrrpSource {}
+    unsafe impl aya::Pod for VrrpPeer {}
+    unsafe impl aya::Pod for VrrpRate {}
 }

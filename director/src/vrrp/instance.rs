@@ -98,6 +98,8 @@ impl Spec {
             vrid: self.params.vrid,
             version: self.params.version,
             auth: self.params.auth,
+            unicast_peers: self.params.unicast_peers.clone(),
+            check_unicast_src: self.params.check_unicast_src,
         }
     }
 
@@ -258,6 +260,8 @@ pub struct Io {
 
 /// How often one reason for dropping adverts may be logged.
 const REJECT_LOG_EVERY: Duration = Duration::from_secs(10);
+/// More packets than a default raw-socket receive buffer holds.
+const DRAIN_AT_MOST: usize = 512;
 
 struct Driver {
     fsm: Fsm,
@@ -284,6 +288,10 @@ struct Driver {
     holding: Option<bool>,
     /// Last log time and drops since, per reject reason.
     reject_log: BTreeMap<&'static str, (Instant, u64)>,
+    /// The sender of the last advert the socket accepted: the only source
+    /// whose XDP record may stand in for a late timer (the program does not
+    /// verify checksums, the socket does).
+    heard_from: Option<IpAddr>,
 }
 
 impl Driver {
@@ -314,6 +322,7 @@ impl Driver {
             sync_fault: false,
             holding: None,
             reject_log: BTreeMap::new(),
+            heard_from: None,
         }
     }
 
@@ -345,21 +354,13 @@ impl Driver {
         loop {
             let at = |d: Option<Duration>| d.map(|d| tokio::time::Instant::from_std(self.start + d));
             let (timer, garp_timer) = (sleep_until(at(self.fsm.next_deadline())), sleep_until(at(self.garp.as_ref().and_then(|g| g.next).map(|b| b.at))));
-            // Received adverts first: after a stall (the daemon starved or
-            // stopped) the queued adverts must be read before an expired
-            // Master_Down_Timer is believed.
+            // Timers before packets: a flood of adverts must not starve our
+            // own adverts or the Master_Down_Timer (a socket that is always
+            // readable would win every round). Adverts already queued when
+            // the Master_Down_Timer fires are read first, though: after a
+            // stall they, not the timer, say whether the master lives.
             tokio::select! {
                 biased;
-                got = sock.recv(&mut buf) => match got {
-                    Ok(rx) => {
-                        let (payload, meta) = (rx.payload.to_vec(), rx.meta);
-                        self.on_packet(&sock, &payload, meta).await;
-                    }
-                    Err(e) => {
-                        warn!("VRRP_Instance({name}) receive failed: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                },
                 cmd = rx.recv() => match cmd {
                     Some(Command::Track(p)) => self.on_track(&sock, p).await,
                     Some(Command::Sync(SyncCmd::Master)) => self.input(&sock, Input::SyncMaster).await,
@@ -389,11 +390,42 @@ impl Driver {
                     None => return,
                 },
                 () = timer => {
-                    if !self.master_alive_per_xdp() {
+                    if self.fsm.state() == State::Backup {
+                        self.drain(&sock).await;
+                    }
+                    if self.fsm.next_deadline().is_some_and(|d| self.now() >= d) && !self.master_alive_per_xdp() {
                         self.input(&sock, Input::Timer).await;
                     }
                 }
                 () = garp_timer => self.announce(),
+                got = sock.recv(&mut buf) => match got {
+                    Ok(rx) => {
+                        let (payload, meta) = (rx.payload.to_vec(), rx.meta);
+                        self.on_packet(&sock, &payload, meta).await;
+                    }
+                    Err(e) => {
+                        warn!("VRRP_Instance({name}) receive failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Reads what the socket has queued, at most DRAIN_AT_MOST packets.
+    async fn drain(&mut self, sock: &VrrpSocket) {
+        let mut buf = vec![0u8; 2048];
+        for _ in 0..DRAIN_AT_MOST {
+            match sock.try_recv(&mut buf) {
+                Ok(Some(rx)) => {
+                    let (payload, meta) = (rx.payload.to_vec(), rx.meta);
+                    self.on_packet(sock, &payload, meta).await;
+                }
+                Ok(None) => return,
+                Err(e) => {
+                    warn!("VRRP_Instance({}) receive failed: {e}", self.spec.config.name);
+                    return;
+                }
             }
         }
     }
@@ -407,7 +439,9 @@ impl Driver {
     /// The XDP program records every valid advert as it arrives, however
     /// late this task runs; a record that would have kept us backup means
     /// we were starved, not the master dead. It is then taken as received
-    /// (at its arrival time) instead of the timer.
+    /// (at its arrival time) instead of the timer, but only from the source
+    /// the socket last accepted an advert from: the program checks what the
+    /// socket checks except the checksum.
     fn master_alive_per_xdp(&mut self) -> bool {
         let Some(witness) = self.io.witness.as_ref().filter(|_| self.fsm.state() == State::Backup) else {
             return false;
@@ -421,9 +455,7 @@ impl Driver {
             }
         };
         let preempt = !self.spec.config.nopreempt;
-        if seen.src == self.spec.fsm.primary_ip
-            || !seen.keeps_backup(self.fsm.master_down_interval(), self.fsm.priority(), preempt)
-        {
+        if !seen.keeps_backup(self.heard_from, self.fsm.master_down_interval(), self.fsm.priority(), preempt) {
             return false;
         }
         let now = self.now();
@@ -463,6 +495,7 @@ impl Driver {
         }
         match packet::receive(payload, &meta, &self.spec.params) {
             Ok(advert) => {
+                self.heard_from = Some(meta.src);
                 {
                     let mut st = self.status.lock().unwrap();
                     st.adverts_received += 1;

@@ -193,6 +193,19 @@ impl VrrpSocket {
             }
         }
     }
+
+    /// A packet already queued, without waiting: None when there is none.
+    pub fn try_recv<'a>(&self, buf: &'a mut [u8]) -> io::Result<Option<Received<'a>>> {
+        let fd = self.fd.get_ref().as_raw_fd();
+        loop {
+            match if self.v6 { recv_v6(fd, buf) } else { recv_v4(fd, buf) } {
+                Ok(Some((range, meta))) => return Ok(Some(Received { payload: &buf[range], meta })),
+                Ok(None) => continue,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    }
 }
 
 type RecvResult = io::Result<Option<(std::ops::Range<usize>, RxMeta)>>;

@@ -17,8 +17,10 @@ pub enum Family {
 }
 
 /// One VRRP instance as a witness must know it. Its adverts are recorded
-/// only when they carry this version and (v2) this authentication.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// only when the VRRP socket would hear them too: this version and (v2)
+/// this authentication, and the socket's TTL and source rules
+/// (`packet::validate`).
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VrrpWatch {
     /// The interface the instance's adverts arrive on (its `interface`).
     pub ifindex: u32,
@@ -27,6 +29,18 @@ pub struct VrrpWatch {
     pub version: Version,
     /// v2 only; `Auth::None` for v3.
     pub auth: Auth,
+    /// `unicast_peer` entries (address, min_ttl, max_ttl); empty for a
+    /// multicast instance, whose adverts must all carry TTL 255.
+    pub unicast_peers: Vec<(IpAddr, Option<u8>, Option<u8>)>,
+    /// `check_unicast_src`: adverts from other sources are not heard.
+    pub check_unicast_src: bool,
+}
+
+impl VrrpWatch {
+    /// A multicast instance: no unicast peers, so TTL 255 only.
+    pub fn multicast(ifindex: u32, family: Family, vrid: u8, version: Version, auth: Auth) -> VrrpWatch {
+        VrrpWatch { ifindex, family, vrid, version, auth, unicast_peers: Vec::new(), check_unicast_src: false }
+    }
 }
 
 /// The latest valid advert a witness saw for an instance.
@@ -48,9 +62,14 @@ impl SeenAdvert {
     /// Master_Down_Timer (RFC 5798 §6.4.2): it arrived within `master_down`,
     /// its priority is not 0 (a master resigning), and either we do not
     /// preempt or it is at least our priority. When true, the master is
-    /// alive and a takeover would be false.
-    pub fn keeps_backup(&self, master_down: Duration, our_priority: u8, preempt: bool) -> bool {
-        self.age < master_down && self.priority != 0 && (!preempt || self.priority >= our_priority)
+    /// alive and a takeover would be false. A witness does not verify the
+    /// checksum, so only an advert from `heard_from`, the sender the VRRP
+    /// socket accepted last, counts.
+    pub fn keeps_backup(&self, heard_from: Option<IpAddr>, master_down: Duration, our_priority: u8, preempt: bool) -> bool {
+        heard_from == Some(self.src)
+            && self.age < master_down
+            && self.priority != 0
+            && (!preempt || self.priority >= our_priority)
     }
 }
 
@@ -78,11 +97,15 @@ mod tests {
             count: 1,
         };
         let down = Duration::from_millis(3_609);
-        assert!(seen(150, 1_000).keeps_backup(down, 100, true), "a higher master, fresh");
-        assert!(seen(100, 1_000).keeps_backup(down, 100, true), "an equal master, fresh");
-        assert!(!seen(150, 3_609).keeps_backup(down, 100, true), "too old: the master is down");
-        assert!(!seen(0, 10).keeps_backup(down, 100, true), "priority 0: the master resigned");
-        assert!(!seen(50, 10).keeps_backup(down, 100, true), "a lower master is preempted");
-        assert!(seen(50, 10).keeps_backup(down, 100, false), "but not with nopreempt");
+        let master = Some("10.0.0.2".parse().unwrap());
+        assert!(seen(150, 1_000).keeps_backup(master, down, 100, true), "a higher master, fresh");
+        assert!(seen(100, 1_000).keeps_backup(master, down, 100, true), "an equal master, fresh");
+        assert!(!seen(150, 3_609).keeps_backup(master, down, 100, true), "too old: the master is down");
+        assert!(!seen(0, 10).keeps_backup(master, down, 100, true), "priority 0: the master resigned");
+        assert!(!seen(50, 10).keeps_backup(master, down, 100, true), "a lower master is preempted");
+        assert!(seen(50, 10).keeps_backup(master, down, 100, false), "but not with nopreempt");
+        let other = Some("10.0.0.9".parse().unwrap());
+        assert!(!seen(255, 10).keeps_backup(other, down, 100, true), "not the sender the socket heard");
+        assert!(!seen(255, 10).keeps_backup(None, down, 100, true), "the socket heard no one yet");
     }
 }

@@ -7,7 +7,8 @@
 //! is not the program's.
 //! Every XDP scenario runs with the connection table already holding a
 //! million other flows, on one pinned CPU. `vrrp_advert_xdp` is a valid
-//! VRRPv2 advert for a VRID we run: judged, recorded, passed.
+//! VRRPv2 advert for a VRID we run, each from a source not counted yet:
+//! judged, counted for the rate limit, recorded, passed.
 //!
 //! `checks_10k`: 10,000 real servers with TCP_CHECK, delay_loop 1, against
 //! loopback listeners in a child process (this binary run as
@@ -34,7 +35,7 @@
 use std::{
     fmt::Write as _,
     io::{BufRead, BufReader, Read, Write as _},
-    net::IpAddr,
+    net::{IpAddr, Ipv4Addr},
     process::{Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
@@ -461,13 +462,19 @@ fn xdp() -> Result<()> {
         .collect();
     println!("bench nat_reply ns_per_pkt={:.0}", time(prog.program()?, &[replies.as_slice(); ROUNDS], 3)?);
 
-    // A valid VRRPv2 advert for an instance we run: judged, recorded, passed.
-    let watch = VrrpWatch { ifindex: 1, family: Family::V4, vrid: 51, version: Version::V2, auth: Auth::simple("secret") };
-    prog.set_vrrp_instances(&[watch])?;
+    // A valid VRRPv2 advert for an instance we run: judged, counted,
+    // recorded, passed. A source per call, so that none reaches the rate
+    // limit (and each pays for its count's insert).
+    let watch = VrrpWatch::multicast(1, Family::V4, 51, Version::V2, Auth::simple("secret"));
+    prog.set_vrrp_instances(std::slice::from_ref(&watch))?;
     let advert = Advert { version: Version::V2, vrid: 51, priority: 150, advert_int: 1, auth: watch.auth, addrs: vec![ip("10.0.0.100")] };
-    let (src, group) = (ip("10.0.0.2"), ip("224.0.0.18"));
-    let frame = frames::vrrp([0, 0, 0x5e, 0, 1, 51], [1, 0, 0x5e, 0, 0, 0x12], src, group, 255, &advert.encode(src, group)?);
-    let adverts = vec![frame; CALLS as usize];
+    let group = ip("224.0.0.18");
+    let adverts = (0..CALLS)
+        .map(|i| {
+            let src = IpAddr::V4(Ipv4Addr::from(0x0a00_0000 | i));
+            Ok(frames::vrrp([0, 0, 0x5e, 0, 1, 51], [1, 0, 0x5e, 0, 0, 0x12], src, group, 255, &advert.encode(src, group)?))
+        })
+        .collect::<Result<Vec<_>>>()?;
     println!("bench vrrp_advert_xdp ns_per_pkt={:.0}", time(prog.program()?, &[adverts.as_slice(); ROUNDS], 2)?);
     let seen = prog.vrrp_last_advert(1, Family::V4, 51)?.context("the advert was recorded")?;
     anyhow::ensure!(seen.count == u64::from(CALLS) * ROUNDS as u64, "{} adverts recorded", seen.count);

@@ -27,7 +27,7 @@ use director_common::{
         MAX_LOCAL_MACS, Persist, PersistKey, Real, Service, ServiceKey, TrafficCounter, maps,
     },
     stats::{Counter, Reason},
-    vrrp::{VrrpAdvert, VrrpInstance, VrrpKey, maps as vrrp_maps},
+    vrrp::{VrrpAdvert, VrrpInstance, VrrpKey, VrrpPeer, VrrpSource, maps as vrrp_maps},
 };
 
 use self::apply::Applied;
@@ -133,6 +133,7 @@ pub struct Maps {
     pub real_stats: PerCpuArray<MapData, TrafficCounter>,
     pub vrrp_instances: HashMap<MapData, VrrpKey, VrrpInstance>,
     pub vrrp_adverts: HashMap<MapData, VrrpKey, VrrpAdvert>,
+    pub vrrp_peers: HashMap<MapData, VrrpSource, VrrpPeer>,
     pub local_macs: Array<MapData, LocalMacs>,
 }
 
@@ -186,6 +187,7 @@ impl XdpProgram {
             real_stats: take(&mut ebpf, maps::REAL_STATS)?,
             vrrp_instances: take(&mut ebpf, vrrp_maps::VRRP_INSTANCES)?,
             vrrp_adverts: take(&mut ebpf, vrrp_maps::VRRP_ADVERTS)?,
+            vrrp_peers: take(&mut ebpf, vrrp_maps::VRRP_PEERS)?,
             local_macs: take(&mut ebpf, maps::LOCAL_MACS)?,
         };
         let ring_slots = maps.rings.len();

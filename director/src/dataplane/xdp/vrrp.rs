@@ -3,12 +3,12 @@
 //! This makes the XDP plane a [`Witness`] (see [`crate::vrrp::witness`] for
 //! why VRRP wants one).
 
-use std::{collections::BTreeMap, os::fd::AsFd, time::Duration};
+use std::{collections::BTreeMap, net::IpAddr, os::fd::AsFd, time::Duration};
 
 use aya::maps::{HashMap as AyaHashMap, IterableMap, Map, MapData};
-use director_common::vrrp::{MARKER_VRID, VrrpAdvert, VrrpInstance, VrrpKey, maps};
+use director_common::vrrp::{MARKER_VRID, VrrpAdvert, VrrpInstance, VrrpKey, VrrpPeer, VrrpSource, maps};
 
-use super::{XdpError, XdpProgram, addr_from_words};
+use super::{XdpError, XdpProgram, addr_from_words, addr_words};
 use crate::vrrp::{
     Auth, Version,
     witness::{Family, SeenAdvert, VrrpWatch, Witness, WitnessError},
@@ -35,11 +35,11 @@ fn seen_advert(rec: &VrrpAdvert, family: Family, now_ns: u64) -> SeenAdvert {
 }
 
 impl XdpProgram {
-    /// Makes VRRP_INSTANCES hold exactly `instances`, touching only what
-    /// differs. On each (interface, family) that has an instance, adverts for
-    /// other VRIDs and malformed ones are dropped from then on; with an empty
-    /// list every VRRP packet passes untouched again. Records of instances
-    /// that leave are removed.
+    /// Makes VRRP_INSTANCES and VRRP_PEERS hold exactly `instances`,
+    /// touching only what differs. On each (interface, family) that has an
+    /// instance, adverts for other VRIDs and malformed ones are dropped from
+    /// then on; with an empty list every VRRP packet passes untouched again.
+    /// Records of instances that leave are removed.
     pub fn set_vrrp_instances(&mut self, instances: &[VrrpWatch]) -> Result<(), XdpError> {
         let map_err = |name| move |source| XdpError::Map { name, source };
         let have: BTreeMap<VrrpKey, VrrpInstance> = self
@@ -48,7 +48,14 @@ impl XdpProgram {
             .iter()
             .collect::<Result<_, _>>()
             .map_err(map_err(maps::VRRP_INSTANCES))?;
-        let want = want(instances)?;
+        let have_peers: BTreeMap<VrrpSource, VrrpPeer> =
+            self.maps.vrrp_peers.iter().collect::<Result<_, _>>().map_err(map_err(maps::VRRP_PEERS))?;
+        let (want, want_peers) = want(instances)?;
+        // Peers first and gone last: an instance that checks its sources
+        // never runs without its list.
+        for (k, v) in want_peers.iter().filter(|(k, v)| have_peers.get(*k) != Some(*v)) {
+            self.maps.vrrp_peers.insert(k, v, 0).map_err(map_err(maps::VRRP_PEERS))?;
+        }
         let plan = plan(&have, &want);
         for (k, v) in &plan.write {
             self.maps.vrrp_instances.insert(k, v, 0).map_err(map_err(maps::VRRP_INSTANCES))?;
@@ -60,6 +67,9 @@ impl XdpProgram {
             self.maps.vrrp_adverts.keys().filter_map(Result::ok).filter(|k| !want.contains_key(k)).collect();
         for k in &stale {
             self.maps.vrrp_adverts.remove(k).map_err(map_err(maps::VRRP_ADVERTS))?;
+        }
+        for k in have_peers.keys().filter(|k| !want_peers.contains_key(*k)) {
+            self.maps.vrrp_peers.remove(k).map_err(map_err(maps::VRRP_PEERS))?;
         }
         Ok(())
     }
@@ -128,9 +138,13 @@ fn plan(have: &BTreeMap<VrrpKey, VrrpInstance>, want: &BTreeMap<VrrpKey, VrrpIns
     plan
 }
 
-/// Every key the map should hold: the instances and their markers.
-fn want(instances: &[VrrpWatch]) -> Result<BTreeMap<VrrpKey, VrrpInstance>, XdpError> {
+/// Every key the maps should hold: the instances and their markers, and
+/// the unicast peers.
+type Want = (BTreeMap<VrrpKey, VrrpInstance>, BTreeMap<VrrpSource, VrrpPeer>);
+
+fn want(instances: &[VrrpWatch]) -> Result<Want, XdpError> {
     let mut want = BTreeMap::new();
+    let mut peers = BTreeMap::new();
     for w in instances {
         let what = || format!("VRRP VRID {} on interface {} ({:?})", w.vrid, w.ifindex, w.family);
         if w.vrid == MARKER_VRID {
@@ -147,13 +161,28 @@ fn want(instances: &[VrrpWatch]) -> Result<BTreeMap<VrrpKey, VrrpInstance>, XdpE
             }
         };
         let key = VrrpKey { ifindex: w.ifindex, family: family_number(w.family), vrid: w.vrid, _pad: [0; 2] };
-        let value = VrrpInstance { version: w.version.as_u8(), auth_type, _pad: [0; 6], auth };
+        let value = VrrpInstance {
+            version: w.version.as_u8(),
+            auth_type,
+            unicast: u8::from(!w.unicast_peers.is_empty()),
+            check_src: u8::from(w.check_unicast_src),
+            _pad: [0; 4],
+            auth,
+        };
         if want.insert(key, value).is_some_and(|old| old != value) {
             return Err(XdpError::Invalid(format!("{}: listed twice with different settings", what())));
         }
         want.insert(VrrpKey { vrid: MARKER_VRID, ..key }, VrrpInstance::default());
+        for &(addr, min, max) in &w.unicast_peers {
+            let same_family = matches!((addr, w.family), (IpAddr::V4(_), Family::V4) | (IpAddr::V6(_), Family::V6));
+            if !same_family {
+                return Err(XdpError::Invalid(format!("{}: unicast_peer {addr} is of the other family", what())));
+            }
+            let source = VrrpSource { key, addr: addr_words(addr) };
+            peers.insert(source, VrrpPeer { min_ttl: min.unwrap_or(0), max_ttl: max.unwrap_or(u8::MAX) });
+        }
     }
-    Ok(want)
+    Ok((want, peers))
 }
 
 /// CLOCK_MONOTONIC in nanoseconds: what bpf_ktime_get_ns reads.
@@ -169,7 +198,7 @@ mod tests {
     use super::*;
 
     fn watch(ifindex: u32, family: Family, vrid: u8) -> VrrpWatch {
-        VrrpWatch { ifindex, family, vrid, version: Version::V3, auth: Auth::None }
+        VrrpWatch::multicast(ifindex, family, vrid, Version::V3, Auth::None)
     }
 
     fn key(ifindex: u32, family: u8, vrid: u8) -> VrrpKey {
@@ -177,7 +206,7 @@ mod tests {
     }
 
     fn plan_for(have: &BTreeMap<VrrpKey, VrrpInstance>, list: &[VrrpWatch]) -> Plan {
-        plan(have, &want(list).unwrap())
+        plan(have, &want(list).unwrap().0)
     }
 
     fn applied(p: &Plan, mut have: BTreeMap<VrrpKey, VrrpInstance>) -> BTreeMap<VrrpKey, VrrpInstance> {
@@ -212,10 +241,17 @@ mod tests {
         let mut v2 = watch(2, Family::V4, 51);
         v2.version = Version::V2;
         v2.auth = Auth::simple("secret12345");
-        let p = plan_for(&have, &[v2, watch(2, Family::V4, 53)]);
+        let p = plan_for(&have, &[v2.clone(), watch(2, Family::V4, 53)]);
         let written: Vec<u8> = p.write.iter().map(|(k, _)| k.vrid).collect();
         assert_eq!(written, [51, 53]);
-        assert_eq!(p.write[0].1, VrrpInstance { version: 2, auth_type: 1, _pad: [0; 6], auth: *b"secret12" });
+        assert_eq!(p.write[0].1, VrrpInstance {
+                version: 2,
+                auth_type: 1,
+                unicast: 0,
+                check_src: 0,
+                _pad: [0; 4],
+                auth: *b"secret12"
+            });
         assert_eq!(p.remove, [key(2, 4, 52)]);
         // Applying the same list again writes nothing.
         let have = applied(&p, have);
@@ -235,12 +271,32 @@ mod tests {
             (vec![v2v6], "no IPv6"),
             (vec![v3auth], "no authentication"),
             (vec![watch(3, Family::V4, 9), twice], "listed twice"),
+            (vec![VrrpWatch { unicast_peers: vec![("fd00::2".parse().unwrap(), None, None)], ..watch(3, Family::V4, 9) }], "other family"),
         ] {
             let err = want(&bad).unwrap_err().to_string();
             assert!(err.contains(says) && err.contains("interface 3"), "{err}");
         }
         // The same instance twice is harmless.
         assert!(want(&[watch(3, Family::V4, 9), watch(3, Family::V4, 9)]).is_ok());
+    }
+
+    #[test]
+    fn unicast_instances_carry_their_peers_ttl_ranges_and_source_check() {
+        let peers = vec![("10.0.0.2".parse().unwrap(), Some(250), None), ("10.0.0.3".parse().unwrap(), None, Some(64))];
+        let w = VrrpWatch { unicast_peers: peers, check_unicast_src: true, ..watch(3, Family::V4, 9) };
+        let (instances, peers) = want(&[w]).unwrap();
+        let inst = instances[&key(3, 4, 9)];
+        assert_eq!((inst.unicast, inst.check_src), (1, 1));
+        let range = |ip: &str| {
+            let k = VrrpSource { key: key(3, 4, 9), addr: addr_words(ip.parse().unwrap()) };
+            peers.get(&k).map(|p| (p.min_ttl, p.max_ttl))
+        };
+        assert_eq!(range("10.0.0.2"), Some((250, 255)));
+        assert_eq!(range("10.0.0.3"), Some((0, 64)));
+        assert_eq!(range("10.0.0.4"), None);
+        // A multicast instance: no peers, TTL 255 only.
+        let (instances, peers) = want(&[watch(3, Family::V4, 9)]).unwrap();
+        assert_eq!((instances[&key(3, 4, 9)].unicast, peers.len()), (0, 0));
     }
 
     #[test]
